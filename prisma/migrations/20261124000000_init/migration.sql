@@ -1,0 +1,142 @@
+-- The ledger's initial schema. See DESIGN.md §2–§5 and prisma/schema.prisma.
+-- Every amount is bigint. Transfers carry no foreign keys on purpose: they are the hottest
+-- append-only table and the journal's own checks (services/ledger/audit) prove their integrity.
+
+CREATE TABLE users (
+  id          text PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128),
+  created_at  timestamptz(3) NOT NULL DEFAULT now()
+);
+
+CREATE TABLE accounts (
+  id               bigserial PRIMARY KEY,
+  code             text NOT NULL UNIQUE,
+  unit             text NOT NULL CHECK (unit = 'CREDIT' OR unit ~ '^[A-Z]{3}$'),
+  kind             text NOT NULL CHECK (kind IN ('PLATFORM', 'LOT', 'DEFERRED')),
+  user_id          text NULL REFERENCES users (id),
+  flags            integer NOT NULL DEFAULT 0,
+  debits_posted    bigint NOT NULL DEFAULT 0 CHECK (debits_posted >= 0),
+  credits_posted   bigint NOT NULL DEFAULT 0 CHECK (credits_posted >= 0),
+  debits_pending   bigint NOT NULL DEFAULT 0 CHECK (debits_pending >= 0),
+  credits_pending  bigint NOT NULL DEFAULT 0 CHECK (credits_pending >= 0),
+  version          bigint NOT NULL DEFAULT 0 CHECK (version >= 0),
+  created_at       timestamptz(3) NOT NULL DEFAULT now(),
+  -- Flag 1: debits (posted and pending) must never exceed posted credits. User lots and their
+  -- deferred-revenue accounts carry it; platform accounts do not.
+  CONSTRAINT accounts_no_overdraft
+    CHECK ((flags & 1) = 0 OR debits_posted + debits_pending <= credits_posted),
+  CONSTRAINT accounts_user_scoped CHECK ((kind = 'PLATFORM') = (user_id IS NULL))
+);
+
+CREATE TABLE lots (
+  account_id           bigint PRIMARY KEY REFERENCES accounts (id),
+  user_id              text NOT NULL REFERENCES users (id),
+  bucket               text NOT NULL CHECK (bucket IN ('SUBSCRIPTION', 'BONUS', 'PURCHASED')),
+  granted_credits      bigint NOT NULL CHECK (granted_credits > 0),
+  effective_at         timestamptz(3) NOT NULL,
+  expires_at           timestamptz(3) NULL CHECK (expires_at IS NULL OR expires_at > effective_at),
+  priority             integer NOT NULL DEFAULT 0,
+  cost_basis_micros    bigint NOT NULL DEFAULT 0 CHECK (cost_basis_micros >= 0),
+  currency             text NULL CHECK (currency IS NULL OR currency ~ '^[A-Z]{3}$'),
+  deferred_account_id  bigint NULL UNIQUE REFERENCES accounts (id),
+  external_ref         text NULL UNIQUE,
+  entry_seq            bigint NOT NULL,
+  -- A paid lot has a currency and a deferred-revenue account; a free one has neither.
+  CONSTRAINT lots_paid_shape CHECK (
+    (cost_basis_micros > 0) = (deferred_account_id IS NOT NULL)
+    AND (cost_basis_micros > 0) = (currency IS NOT NULL))
+);
+CREATE INDEX lots_user_id_idx ON lots (user_id);
+
+CREATE TABLE entries (
+  seq              bigint PRIMARY KEY CHECK (seq > 0),
+  kind             text NOT NULL,
+  user_id          text NULL,
+  hold_id          uuid NULL,
+  idempotency_key  text NOT NULL UNIQUE,
+  request_hash     bytea NOT NULL CHECK (length(request_hash) = 32),
+  actor            text NOT NULL,
+  recorded_at      timestamptz(3) NOT NULL,
+  effective_at     timestamptz(3) NOT NULL,
+  policy_version   text NULL,
+  allocation       jsonb NULL,
+  metadata         jsonb NOT NULL DEFAULT '{}',
+  result           jsonb NOT NULL,
+  prev_hash        bytea NOT NULL CHECK (length(prev_hash) = 32),
+  hash             bytea NOT NULL CHECK (length(hash) = 32)
+);
+CREATE INDEX entries_user_id_seq_idx ON entries (user_id, seq);
+CREATE INDEX entries_kind_seq_idx ON entries (kind, seq);
+CREATE INDEX entries_recorded_at_idx ON entries (recorded_at);
+
+CREATE TABLE transfers (
+  entry_seq             bigint NOT NULL,
+  idx                   smallint NOT NULL CHECK (idx >= 0),
+  kind                  text NOT NULL
+    CHECK (kind IN ('POSTED', 'PENDING', 'POST_PENDING', 'VOID_PENDING')),
+  debit_account_id      bigint NOT NULL,
+  credit_account_id     bigint NOT NULL,
+  amount                bigint NOT NULL CHECK (amount > 0),
+  unit                  text NOT NULL,
+  pending_seq           bigint NULL,
+  pending_idx           smallint NULL,
+  debit_version         bigint NULL,
+  debit_balance_after   bigint NULL,
+  debit_held_after      bigint NULL,
+  credit_version        bigint NULL,
+  credit_balance_after  bigint NULL,
+  credit_held_after     bigint NULL,
+  PRIMARY KEY (entry_seq, idx),
+  CONSTRAINT transfers_distinct_accounts CHECK (debit_account_id <> credit_account_id),
+  CONSTRAINT transfers_pending_ref CHECK (
+    (kind IN ('POST_PENDING', 'VOID_PENDING')) = (pending_seq IS NOT NULL AND pending_idx IS NOT NULL))
+);
+CREATE INDEX transfers_debit_account_idx ON transfers (debit_account_id, debit_version);
+CREATE INDEX transfers_credit_account_idx ON transfers (credit_account_id, credit_version);
+
+CREATE TABLE holds (
+  id                uuid PRIMARY KEY,
+  user_id           text NOT NULL,
+  reserve_seq       bigint NOT NULL,
+  credits           bigint NOT NULL CHECK (credits > 0),
+  expires_at        timestamptz(3) NOT NULL,
+  status            text NOT NULL CHECK (status IN ('OPEN', 'CAPTURED', 'RELEASED', 'EXPIRED')),
+  closed_seq        bigint NULL,
+  captured_credits  bigint NULL,
+  CONSTRAINT holds_closed_shape CHECK ((status = 'OPEN') = (closed_seq IS NULL))
+);
+CREATE INDEX holds_user_id_idx ON holds (user_id);
+-- The sweeper's query: open holds by expiry.
+CREATE INDEX holds_open_expires_at_idx ON holds (expires_at) WHERE status = 'OPEN';
+
+CREATE TABLE journal_head (
+  id    smallint PRIMARY KEY CHECK (id = 1),
+  seq   bigint NOT NULL CHECK (seq >= 0),
+  hash  bytea NOT NULL CHECK (length(hash) = 32)
+);
+-- Genesis: sequence 0 and a hash of 32 zero bytes.
+INSERT INTO journal_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+
+-- Entries and transfers are append-only: a correction is a new entry.
+CREATE FUNCTION ledger_reject_mutation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'ledger: % on % is forbidden: the journal is append-only', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
+CREATE TRIGGER entries_append_only BEFORE UPDATE OR DELETE ON entries
+  FOR EACH ROW EXECUTE FUNCTION ledger_reject_mutation();
+CREATE TRIGGER entries_no_truncate BEFORE TRUNCATE ON entries
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_mutation();
+CREATE TRIGGER transfers_append_only BEFORE UPDATE OR DELETE ON transfers
+  FOR EACH ROW EXECUTE FUNCTION ledger_reject_mutation();
+CREATE TRIGGER transfers_no_truncate BEFORE TRUNCATE ON transfers
+  FOR EACH STATEMENT EXECUTE FUNCTION ledger_reject_mutation();
+
+-- The credit-side platform accounts. Money-side ones are per currency and created by the
+-- ledger at start-up for its configured currencies.
+INSERT INTO accounts (code, unit, kind) VALUES
+  ('platform.credits_issued', 'CREDIT', 'PLATFORM'),
+  ('platform.credits_consumed', 'CREDIT', 'PLATFORM'),
+  ('platform.credits_expired', 'CREDIT', 'PLATFORM'),
+  ('platform.credits_clawed_back', 'CREDIT', 'PLATFORM');
