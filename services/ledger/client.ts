@@ -1,0 +1,72 @@
+import * as grpc from '@grpc/grpc-js';
+import * as pb from '../generated/proto/credits/ledger/v1/ledger.js';
+
+/**
+ * The ledger's client for other services and tests: promise-returning methods named like the
+ * RPCs, bearer token attached, partial requests filled with proto defaults. Other services
+ * reach the ledger only through this.
+ */
+const requestTypes = {
+  grant: pb.GrantRequest,
+  purchase: pb.PurchaseRequest,
+  reserve: pb.ReserveRequest,
+  extendHold: pb.ExtendHoldRequest,
+  capture: pb.CaptureRequest,
+  release: pb.ReleaseRequest,
+  consume: pb.ConsumeRequest,
+  getBalance: pb.GetBalanceRequest,
+  getEntry: pb.GetEntryRequest,
+  listEntries: pb.ListEntriesRequest,
+} as const;
+
+type MethodName = keyof typeof requestTypes;
+type RequestOf<M extends MethodName> = ReturnType<(typeof requestTypes)[M]['fromPartial']>;
+type ResponseOf<M extends MethodName> =
+  Parameters<pb.LedgerServiceClient[M]> extends [unknown, infer Cb, ...unknown[]]
+    ? Cb extends (error: grpc.ServiceError | null, response: infer R) => void
+      ? R
+      : never
+    : never;
+
+export interface CallOptions {
+  /** Milliseconds from now; the server drops a command whose deadline passed before it ran. */
+  timeoutMs?: number;
+}
+
+export type LedgerApi = {
+  [M in MethodName]: (request: pb.DeepPartial<RequestOf<M>>, options?: CallOptions) => Promise<ResponseOf<M>>;
+};
+
+export interface LedgerClient extends LedgerApi {
+  close(): void;
+  readonly raw: pb.LedgerServiceClient;
+}
+
+export function createLedgerClient(
+  address: string,
+  token: string,
+  channelOptions: grpc.ClientOptions = {},
+): LedgerClient {
+  const raw = new pb.LedgerServiceClient(address, grpc.credentials.createInsecure(), channelOptions);
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  const api = {} as Record<MethodName, unknown>;
+  for (const name of Object.keys(requestTypes) as MethodName[]) {
+    const type = requestTypes[name] as { fromPartial(p: unknown): unknown };
+    api[name] = (request: unknown, options: CallOptions = {}) =>
+      new Promise((resolve, reject) => {
+        const callOptions: grpc.CallOptions = {};
+        if (options.timeoutMs !== undefined) callOptions.deadline = Date.now() + options.timeoutMs;
+        const method = raw[name] as unknown as (
+          req: unknown,
+          md: grpc.Metadata,
+          opts: grpc.CallOptions,
+          cb: (e: grpc.ServiceError | null, r: unknown) => void,
+        ) => void;
+        method.call(raw, type.fromPartial(request), metadata, callOptions, (error, response) =>
+          error ? reject(error) : resolve(response),
+        );
+      });
+  }
+  return Object.assign(api as LedgerApi, { close: () => raw.close(), raw });
+}

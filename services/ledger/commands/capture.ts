@@ -1,0 +1,69 @@
+import { drawdownPolicyVersion } from '../domain/drawdown.js';
+import { refused } from '../domain/errors.js';
+import type { EntryDraft, LedgerState, TransferDraft } from '../domain/ledger-state.js';
+import type { Allocation, CaptureCommand } from '../domain/types.js';
+import * as v from '../domain/validate.js';
+import { openHold } from './hold-access.js';
+import { creditTransfer, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
+
+export interface CaptureInput {
+  idempotencyKey: string;
+  holdId: string;
+  credits: bigint;
+  upstream?: v.RawUpstream | undefined;
+  metadata?: Record<string, string>;
+}
+
+export function parseCapture(input: CaptureInput, ctx: v.ValidationContext): CaptureCommand {
+  return {
+    kind: 'CAPTURE',
+    idempotencyKey: v.idempotencyKey(input.idempotencyKey),
+    holdId: v.holdId(input.holdId),
+    credits: v.credits(input.credits),
+    upstream: v.upstream(input.upstream, ctx),
+    metadata: v.metadata(input.metadata),
+  };
+}
+
+/**
+ * Spends `credits` of a hold, taking them from its lots in the order they were reserved
+ * (drawdown order), and voids the rest. Each spent lot recognises its share of deferred
+ * revenue; the upstream's cost is booked against what the platform owes it.
+ */
+export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraft {
+  const hold = openHold(state, cmd.holdId);
+  if (cmd.credits > hold.credits) {
+    throw refused('CAPTURE_EXCEEDS_HOLD', `credits: ${cmd.credits} exceeds the hold's ${hold.credits}`);
+  }
+  const transfers: TransferDraft[] = [];
+  const spent: Allocation[] = [];
+  let remaining = cmd.credits;
+  for (const leg of hold.legs) {
+    const take = leg.amount < remaining ? leg.amount : remaining;
+    remaining -= take;
+    const pending = { seq: leg.seq, idx: leg.idx };
+    if (take > 0n) {
+      transfers.push(creditTransfer('POST_PENDING', leg.lotId, state.platform.consumed, take, pending));
+      spent.push({ lotId: leg.lotId, credits: take });
+    }
+    if (leg.amount > take) {
+      transfers.push(creditTransfer('VOID_PENDING', leg.lotId, state.platform.consumed, leg.amount - take, pending));
+    }
+  }
+  transfers.push(...recognitionTransfers(state, spent), ...upstreamTransfers(state, cmd.upstream));
+  const released = hold.credits - cmd.credits;
+  return {
+    kind: 'CAPTURE',
+    userId: hold.userId,
+    holdId: hold.id,
+    effectiveAt: state.now,
+    policyVersion: drawdownPolicyVersion,
+    allocation: spent,
+    metadata: upstreamMetadata(cmd.upstream, cmd.metadata),
+    transfers,
+    newAccounts: [],
+    newLot: null,
+    hold: { ...hold, status: 'CAPTURED', closedSeq: state.nextSeq, capturedCredits: cmd.credits },
+    result: { holdId: hold.id, capturedCredits: cmd.credits, releasedCredits: released, allocation: spent },
+  };
+}

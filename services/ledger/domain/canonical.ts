@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import type { Allocation, EntryRecord, WriteResult } from './types.js';
+
+/**
+ * Canonical JSON: object keys sorted, no white space, bigint as a decimal string, Date as an
+ * ISO-8601 string, Buffer as lowercase hex. The same entry read back from PostgreSQL (where
+ * int8 arrives as a string and jsonb reorders keys) serialises to the same bytes, which is what
+ * lets the audit recompute the hash chain from the rows alone.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  switch (typeof value) {
+    case 'bigint':
+      return `"${value.toString()}"`;
+    case 'string':
+      return JSON.stringify(value);
+    case 'number':
+      if (!Number.isSafeInteger(value)) throw new Error(`canonicalJson: non-integer number ${value}`);
+      return String(value);
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      throw new Error(`canonicalJson: cannot encode ${typeof value}`);
+  }
+  if (value instanceof Date) return `"${value.toISOString()}"`;
+  if (Buffer.isBuffer(value)) return `"${value.toString('hex')}"`;
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const record = value as Record<string, unknown>;
+  const keys = Object.keys(record)
+    .filter((k) => record[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k])}`).join(',')}}`;
+}
+
+export function sha256(data: string | Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+export const genesisHash = Buffer.alloc(32);
+
+/** The stored form of a WriteResult: replay answers from it, the hash covers it. */
+export type ResultJson = Record<string, string | AllocationJson[]>;
+export interface AllocationJson {
+  lot_id: string;
+  credits: string;
+}
+
+export function allocationToJson(allocation: readonly Allocation[]): AllocationJson[] {
+  return allocation.map((a) => ({ lot_id: a.lotId.toString(), credits: a.credits.toString() }));
+}
+
+export function allocationFromJson(json: readonly AllocationJson[]): Allocation[] {
+  return json.map((a) => ({ lotId: BigInt(a.lot_id), credits: BigInt(a.credits) }));
+}
+
+export function resultToJson(result: WriteResult): ResultJson {
+  const json: ResultJson = { entry_id: result.entryId.toString() };
+  if (result.lotId !== undefined) json.lot_id = result.lotId.toString();
+  if (result.holdId !== undefined) json.hold_id = result.holdId;
+  if (result.expiresAt !== undefined) json.expires_at = result.expiresAt.toISOString();
+  if (result.allocation !== undefined) json.allocation = allocationToJson(result.allocation);
+  if (result.capturedCredits !== undefined) json.captured_credits = result.capturedCredits.toString();
+  if (result.releasedCredits !== undefined) json.released_credits = result.releasedCredits.toString();
+  return json;
+}
+
+export function resultFromJson(json: ResultJson, replayed: boolean): WriteResult {
+  const str = (key: string): string | undefined => {
+    const v = json[key];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const result: WriteResult = { entryId: BigInt(str('entry_id') ?? '0'), replayed };
+  const lotId = str('lot_id');
+  if (lotId !== undefined) result.lotId = BigInt(lotId);
+  const holdId = str('hold_id');
+  if (holdId !== undefined) result.holdId = holdId;
+  const expiresAt = str('expires_at');
+  if (expiresAt !== undefined) result.expiresAt = new Date(expiresAt);
+  const allocation = json.allocation;
+  if (Array.isArray(allocation)) result.allocation = allocationFromJson(allocation);
+  const captured = str('captured_credits');
+  if (captured !== undefined) result.capturedCredits = BigInt(captured);
+  const released = str('released_credits');
+  if (released !== undefined) result.releasedCredits = BigInt(released);
+  return result;
+}
+
+/**
+ * The bytes an entry's hash covers: every column of the entry and of its transfers except the
+ * hash itself. Values may be in memory form (bigint, Date, Buffer) or as read from PostgreSQL
+ * (strings for int8, parsed jsonb): both encode identically.
+ */
+export interface HashableEntry {
+  seq: bigint | string;
+  kind: string;
+  userId: string | null;
+  holdId: string | null;
+  idempotencyKey: string;
+  requestHash: Buffer;
+  actor: string;
+  recordedAt: Date;
+  effectiveAt: Date;
+  policyVersion: string | null;
+  allocation: unknown;
+  metadata: unknown;
+  result: unknown;
+  transfers: readonly HashableTransfer[];
+}
+
+export interface HashableTransfer {
+  idx: number;
+  kind: string;
+  debitAccountId: bigint | string;
+  creditAccountId: bigint | string;
+  amount: bigint | string;
+  unit: string;
+  pendingSeq: bigint | string | null;
+  pendingIdx: number | null;
+  debitVersion: bigint | string | null;
+  debitBalanceAfter: bigint | string | null;
+  debitHeldAfter: bigint | string | null;
+  creditVersion: bigint | string | null;
+  creditBalanceAfter: bigint | string | null;
+  creditHeldAfter: bigint | string | null;
+}
+
+export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
+  const body = canonicalJson({
+    seq: entry.seq,
+    kind: entry.kind,
+    user_id: entry.userId,
+    hold_id: entry.holdId,
+    idempotency_key: entry.idempotencyKey,
+    request_hash: entry.requestHash,
+    actor: entry.actor,
+    recorded_at: entry.recordedAt,
+    effective_at: entry.effectiveAt,
+    policy_version: entry.policyVersion,
+    allocation: entry.allocation,
+    metadata: entry.metadata,
+    result: entry.result,
+    transfers: entry.transfers.map((t) => [
+      t.idx,
+      t.kind,
+      t.debitAccountId,
+      t.creditAccountId,
+      t.amount,
+      t.unit,
+      t.pendingSeq,
+      t.pendingIdx,
+      t.debitVersion,
+      t.debitBalanceAfter,
+      t.debitHeldAfter,
+      t.creditVersion,
+      t.creditBalanceAfter,
+      t.creditHeldAfter,
+    ]),
+  });
+  return createHash('sha256').update(prevHash).update(body).digest();
+}
+
+/** Hash of the request as sent (minus its key): the same key with another request is refused. */
+export function requestHash(command: object): Buffer {
+  const { idempotencyKey: _key, ...rest } = command as Record<string, unknown>;
+  return sha256(canonicalJson(rest));
+}
+
+export function hashEntryRecord(entry: EntryRecord): Buffer {
+  return entryHash(entry.prevHash, {
+    ...entry,
+    allocation: entry.allocation === null ? null : allocationToJson(entry.allocation),
+    result: resultToJson(entry.result),
+  });
+}

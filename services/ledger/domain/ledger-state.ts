@@ -1,0 +1,512 @@
+import { hashEntryRecord } from './canonical.js';
+import { allocate, type DrawableLot } from './drawdown.js';
+import type {
+  AccountKind,
+  Allocation,
+  Bucket,
+  EntryKind,
+  EntryRecord,
+  HoldStatus,
+  Metadata,
+  TransferKind,
+  TransferRecord,
+  Unit,
+  WriteResult,
+} from './types.js';
+import { flagNoOverdraft } from './types.js';
+
+export interface AccountState {
+  id: bigint;
+  code: string;
+  unit: Unit;
+  kind: AccountKind;
+  userId: string | null;
+  flags: number;
+  debitsPosted: bigint;
+  creditsPosted: bigint;
+  debitsPending: bigint;
+  creditsPending: bigint;
+  version: bigint;
+}
+
+export interface LotState {
+  accountId: bigint;
+  userId: string;
+  bucket: Bucket;
+  grantedCredits: bigint;
+  effectiveAt: Date;
+  expiresAt: Date | null;
+  priority: number;
+  costBasisMicros: bigint;
+  currency: string | null;
+  deferredAccountId: bigint | null;
+  externalRef: string | null;
+  entrySeq: bigint;
+}
+
+/** One pending transfer of a hold: a lot's share of the reservation. */
+export interface PendingLeg {
+  seq: bigint;
+  idx: number;
+  lotId: bigint;
+  amount: bigint;
+}
+
+export interface HoldState {
+  id: string;
+  userId: string;
+  reserveSeq: bigint;
+  credits: bigint;
+  expiresAt: Date;
+  status: HoldStatus;
+  closedSeq: bigint | null;
+  capturedCredits: bigint | null;
+  legs: PendingLeg[];
+}
+
+export interface MoneyAccounts {
+  clearing: bigint;
+  recognized: bigint;
+  breakage: bigint;
+  refunds: bigint;
+  upstreamCost: bigint;
+  upstreamPayable: bigint;
+}
+
+/** Ids of the platform accounts, resolved once at start-up. */
+export interface PlatformAccounts {
+  issued: bigint;
+  consumed: bigint;
+  expired: bigint;
+  clawedBack: bigint;
+  money: ReadonlyMap<string, MoneyAccounts>;
+  /** Every platform account id with its code and unit. */
+  all: ReadonlyMap<bigint, { code: string; unit: Unit }>;
+}
+
+export interface StoredKey {
+  requestHash: Buffer;
+  result: WriteResult;
+}
+
+export interface TransferDraft {
+  kind: TransferKind;
+  debit: bigint;
+  credit: bigint;
+  amount: bigint;
+  unit: Unit;
+  pending: { seq: bigint; idx: number } | null;
+}
+
+/** What a command wants to write; `post` checks it against the accounts before anything changes. */
+export interface EntryDraft {
+  kind: EntryKind;
+  userId: string | null;
+  holdId: string | null;
+  effectiveAt: Date;
+  policyVersion: string | null;
+  allocation: Allocation[] | null;
+  metadata: Metadata;
+  transfers: TransferDraft[];
+  newAccounts: AccountState[];
+  newLot: LotState | null;
+  /** The hold's state after this entry (new or changed). */
+  hold: HoldState | null;
+  result: Omit<WriteResult, 'entryId' | 'replayed'>;
+}
+
+export interface PostContext {
+  idempotencyKey: string;
+  requestHash: Buffer;
+  actor: string;
+}
+
+export interface HoldPolicy {
+  holdTtlMsDefault: number;
+  holdTtlMsMax: number;
+}
+
+export interface LedgerStateInit {
+  now: Date;
+  headSeq: bigint;
+  headHash: Buffer;
+  users: Iterable<string>;
+  accounts: Iterable<AccountState>;
+  lots: Iterable<LotState>;
+  holds: Iterable<HoldState>;
+  keys: ReadonlyMap<string, StoredKey>;
+  /** external_ref → entry seq of purchases already in the journal. */
+  externalRefs: ReadonlyMap<string, bigint>;
+  platform: PlatformAccounts;
+  /** Pre-allocated ids for the accounts this batch may create. */
+  accountIds: bigint[];
+  holdPolicy: HoldPolicy;
+}
+
+interface Totals {
+  debitsPosted: bigint;
+  creditsPosted: bigint;
+  debitsPending: bigint;
+  creditsPending: bigint;
+  version: bigint;
+}
+
+export interface AccountDelta extends Totals {
+  id: bigint;
+}
+
+/**
+ * The part of the ledger one batch touches, held in memory while the batch's commands are
+ * applied one after another. Commands read it to decide, then `post` one EntryDraft each:
+ * post checks every account first and changes nothing unless all checks pass, so a refused
+ * command leaves no trace. At the end the batch writes what `post` accumulated.
+ *
+ * Platform accounts are not loaded: their state here is a delta from zero, written as an
+ * increment, so that they are never read or locked per command (DESIGN.md §2, §5).
+ */
+export class LedgerState {
+  readonly now: Date;
+  readonly platform: PlatformAccounts;
+  readonly holdPolicy: HoldPolicy;
+  readonly entries: EntryRecord[] = [];
+
+  #headSeq: bigint;
+  #headHash: Buffer;
+  readonly #users: Set<string>;
+  readonly #newUsers = new Set<string>();
+  readonly #accounts = new Map<bigint, AccountState>();
+  readonly #initial = new Map<bigint, Totals>();
+  readonly #newAccounts: AccountState[] = [];
+  readonly #lotsByUser = new Map<string, LotState[]>();
+  readonly #lots = new Map<bigint, LotState>();
+  readonly #newLots: LotState[] = [];
+  readonly #holds = new Map<string, HoldState>();
+  readonly #holdsInserted = new Set<string>();
+  readonly #holdsChanged = new Set<string>();
+  readonly #keys: Map<string, StoredKey>;
+  readonly #externalRefs: Map<string, bigint>;
+  readonly #accountIds: bigint[];
+
+  constructor(init: LedgerStateInit) {
+    this.now = init.now;
+    this.platform = init.platform;
+    this.holdPolicy = init.holdPolicy;
+    this.#headSeq = init.headSeq;
+    this.#headHash = init.headHash;
+    this.#users = new Set(init.users);
+    for (const account of init.accounts) {
+      this.#accounts.set(account.id, account);
+      this.#initial.set(account.id, totalsOf(account));
+    }
+    for (const lot of init.lots) this.#addLot(lot);
+    for (const hold of init.holds) this.#holds.set(hold.id, hold);
+    this.#keys = new Map(init.keys);
+    this.#externalRefs = new Map(init.externalRefs);
+    this.#accountIds = [...init.accountIds];
+  }
+
+  /** The sequence number the next posted entry will get. */
+  get nextSeq(): bigint {
+    return this.#headSeq + 1n;
+  }
+
+  get headSeq(): bigint {
+    return this.#headSeq;
+  }
+
+  get headHash(): Buffer {
+    return this.#headHash;
+  }
+
+  userExists(userId: string): boolean {
+    return this.#users.has(userId);
+  }
+
+  account(id: bigint): AccountState {
+    const account = this.#accounts.get(id);
+    if (!account) throw new Error(`ledger state: account ${id} was not loaded`);
+    return account;
+  }
+
+  lot(id: bigint): LotState {
+    const lot = this.#lots.get(id);
+    if (!lot) throw new Error(`ledger state: lot ${id} was not loaded`);
+    return lot;
+  }
+
+  hold(id: string): HoldState | undefined {
+    return this.#holds.get(id);
+  }
+
+  storedKey(key: string): StoredKey | undefined {
+    return this.#keys.get(key);
+  }
+
+  externalRefEntry(ref: string): bigint | undefined {
+    return this.#externalRefs.get(ref);
+  }
+
+  money(currency: string): MoneyAccounts {
+    const accounts = this.platform.money.get(currency);
+    if (!accounts) throw new Error(`ledger state: no platform accounts for currency ${currency}`);
+    return accounts;
+  }
+
+  allocateAccountId(): bigint {
+    const id = this.#accountIds.shift();
+    if (id === undefined) throw new Error('ledger state: ran out of pre-allocated account ids');
+    return id;
+  }
+
+  /** A lot's posted balance: credits in it, held ones included. */
+  lotBalance(lotId: bigint): bigint {
+    const a = this.account(lotId);
+    return a.creditsPosted - a.debitsPosted;
+  }
+
+  /** Lots a debit may draw from now: effective, not expired, with credits not under a hold. */
+  drawableLots(userId: string): DrawableLot[] {
+    const now = this.now.getTime();
+    const drawable: DrawableLot[] = [];
+    for (const lot of this.#lotsByUser.get(userId) ?? []) {
+      if (lot.effectiveAt.getTime() > now) continue;
+      if (lot.expiresAt !== null && lot.expiresAt.getTime() <= now) continue;
+      const a = this.account(lot.accountId);
+      const available = a.creditsPosted - a.debitsPosted - a.debitsPending;
+      if (available <= 0n) continue;
+      drawable.push({
+        lotId: lot.accountId,
+        bucket: lot.bucket,
+        expiresAt: lot.expiresAt,
+        priority: lot.priority,
+        entrySeq: lot.entrySeq,
+        available,
+      });
+    }
+    return drawable;
+  }
+
+  availableCredits(userId: string): bigint {
+    return this.drawableLots(userId).reduce((sum, lot) => sum + lot.available, 0n);
+  }
+
+  allocate(userId: string, credits: bigint): Allocation[] | null {
+    return allocate(this.drawableLots(userId), credits);
+  }
+
+  /**
+   * Applies one entry. Phase one applies the transfers to copies of the accounts and checks
+   * every rule; phase two, reached only when all passed, makes the copies current and appends
+   * the entry to the hash chain. A failed check here means a command drafted something its own
+   * checks should have refused: it is a bug, thrown as a plain Error, and nothing changes.
+   */
+  post(ctx: PostContext, draft: EntryDraft): EntryRecord {
+    const seq = this.nextSeq;
+    const scratch = new Map<bigint, AccountState>();
+    for (const account of draft.newAccounts) {
+      if (this.#accounts.has(account.id)) throw new Error(`post: account ${account.id} exists`);
+      scratch.set(account.id, { ...account });
+    }
+    const touch = (id: bigint): AccountState => {
+      let account = scratch.get(id);
+      if (account) return account;
+      const current = this.#accounts.get(id);
+      if (current) {
+        account = { ...current };
+      } else {
+        const platform = this.platform.all.get(id);
+        if (!platform) throw new Error(`post: account ${id} was not loaded`);
+        account = platformDelta(id, platform.code, platform.unit);
+      }
+      scratch.set(id, account);
+      return account;
+    };
+
+    const transfers: TransferRecord[] = draft.transfers.map((t, idx) => {
+      const debit = touch(t.debit);
+      const credit = touch(t.credit);
+      if (t.amount <= 0n) throw new Error(`post: transfer ${idx} amount ${t.amount} is not positive`);
+      if (debit.unit !== t.unit || credit.unit !== t.unit) {
+        throw new Error(`post: transfer ${idx} in ${t.unit} between ${debit.unit} and ${credit.unit}`);
+      }
+      if (t.debit === t.credit) throw new Error(`post: transfer ${idx} debits and credits one account`);
+      if ((t.kind === 'POST_PENDING' || t.kind === 'VOID_PENDING') !== (t.pending !== null)) {
+        throw new Error(`post: transfer ${idx} of kind ${t.kind} has a wrong pending reference`);
+      }
+      applyTransfer(debit, credit, t.kind, t.amount);
+      debit.version += 1n;
+      credit.version += 1n;
+      return {
+        idx,
+        kind: t.kind,
+        debitAccountId: t.debit,
+        creditAccountId: t.credit,
+        amount: t.amount,
+        unit: t.unit,
+        pendingSeq: t.pending?.seq ?? null,
+        pendingIdx: t.pending?.idx ?? null,
+        ...sideAfter('debit', debit),
+        ...sideAfter('credit', credit),
+      };
+    });
+
+    for (const account of scratch.values()) {
+      if (account.kind === 'PLATFORM') continue;
+      if (
+        account.debitsPosted < 0n ||
+        account.creditsPosted < 0n ||
+        account.debitsPending < 0n ||
+        account.creditsPending < 0n
+      ) {
+        throw new Error(`post: account ${account.id} would have a negative total`);
+      }
+      if ((account.flags & flagNoOverdraft) !== 0 && account.debitsPosted + account.debitsPending > account.creditsPosted) {
+        throw new Error(`post: account ${account.id} would be overdrawn`);
+      }
+    }
+
+    // Phase two: nothing below may fail.
+    for (const account of draft.newAccounts) {
+      this.#newAccounts.push(account);
+      this.#initial.set(account.id, totalsOf(account));
+    }
+    for (const [id, account] of scratch) {
+      if (!this.#initial.has(id)) this.#initial.set(id, zeroTotals());
+      this.#accounts.set(id, account);
+    }
+    if (draft.newLot) {
+      this.#addLot(draft.newLot);
+      this.#newLots.push(draft.newLot);
+      if (draft.newLot.externalRef !== null) this.#externalRefs.set(draft.newLot.externalRef, seq);
+      if (!this.#users.has(draft.newLot.userId)) {
+        this.#users.add(draft.newLot.userId);
+        this.#newUsers.add(draft.newLot.userId);
+      }
+    }
+    if (draft.hold) {
+      if (!this.#holds.has(draft.hold.id)) this.#holdsInserted.add(draft.hold.id);
+      else if (!this.#holdsInserted.has(draft.hold.id)) this.#holdsChanged.add(draft.hold.id);
+      this.#holds.set(draft.hold.id, draft.hold);
+    }
+    const result: WriteResult = { ...draft.result, entryId: seq, replayed: false };
+    const entry: EntryRecord = {
+      seq,
+      kind: draft.kind,
+      userId: draft.userId,
+      holdId: draft.holdId,
+      idempotencyKey: ctx.idempotencyKey,
+      requestHash: ctx.requestHash,
+      actor: ctx.actor,
+      recordedAt: this.now,
+      effectiveAt: draft.effectiveAt,
+      policyVersion: draft.policyVersion,
+      allocation: draft.allocation,
+      metadata: draft.metadata,
+      result,
+      prevHash: this.#headHash,
+      hash: Buffer.alloc(0),
+      transfers,
+    };
+    entry.hash = hashEntryRecord(entry);
+    this.entries.push(entry);
+    this.#headSeq = seq;
+    this.#headHash = entry.hash;
+    this.#keys.set(ctx.idempotencyKey, { requestHash: ctx.requestHash, result });
+    return entry;
+  }
+
+  /** What the batch must write besides entries: new rows and changed totals. */
+  changes(): {
+    newUsers: string[];
+    newAccounts: AccountState[];
+    newLots: LotState[];
+    accountDeltas: AccountDelta[];
+    holdsInserted: HoldState[];
+    holdsChanged: HoldState[];
+  } {
+    const accountDeltas: AccountDelta[] = [];
+    for (const [id, initial] of this.#initial) {
+      const account = this.#accounts.get(id);
+      if (!account || account.version === initial.version) continue;
+      accountDeltas.push({
+        id,
+        debitsPosted: account.debitsPosted - initial.debitsPosted,
+        creditsPosted: account.creditsPosted - initial.creditsPosted,
+        debitsPending: account.debitsPending - initial.debitsPending,
+        creditsPending: account.creditsPending - initial.creditsPending,
+        version: account.version - initial.version,
+      });
+    }
+    // Sorted so that concurrent writers update rows in one order.
+    accountDeltas.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const pick = (ids: Set<string>): HoldState[] => [...ids].map((id) => this.#holds.get(id)!);
+    return {
+      newUsers: [...this.#newUsers].sort(),
+      newAccounts: this.#newAccounts,
+      newLots: this.#newLots,
+      accountDeltas,
+      holdsInserted: pick(this.#holdsInserted),
+      holdsChanged: pick(this.#holdsChanged),
+    };
+  }
+
+  #addLot(lot: LotState): void {
+    this.#lots.set(lot.accountId, lot);
+    const list = this.#lotsByUser.get(lot.userId);
+    if (list) list.push(lot);
+    else this.#lotsByUser.set(lot.userId, [lot]);
+  }
+}
+
+function totalsOf(a: Totals): Totals {
+  return {
+    debitsPosted: a.debitsPosted,
+    creditsPosted: a.creditsPosted,
+    debitsPending: a.debitsPending,
+    creditsPending: a.creditsPending,
+    version: a.version,
+  };
+}
+
+function zeroTotals(): Totals {
+  return { debitsPosted: 0n, creditsPosted: 0n, debitsPending: 0n, creditsPending: 0n, version: 0n };
+}
+
+function platformDelta(id: bigint, code: string, unit: Unit): AccountState {
+  return { id, code, unit, kind: 'PLATFORM', userId: null, flags: 0, ...zeroTotals() };
+}
+
+function applyTransfer(debit: AccountState, credit: AccountState, kind: TransferKind, amount: bigint): void {
+  switch (kind) {
+    case 'POSTED':
+      debit.debitsPosted += amount;
+      credit.creditsPosted += amount;
+      return;
+    case 'PENDING':
+      debit.debitsPending += amount;
+      credit.creditsPending += amount;
+      return;
+    case 'POST_PENDING':
+      debit.debitsPending -= amount;
+      debit.debitsPosted += amount;
+      credit.creditsPending -= amount;
+      credit.creditsPosted += amount;
+      return;
+    case 'VOID_PENDING':
+      debit.debitsPending -= amount;
+      credit.creditsPending -= amount;
+      return;
+  }
+}
+
+/** Balance-after columns: recorded for user-scoped accounts only (platform ones are aggregated). */
+function sideAfter<S extends 'debit' | 'credit'>(side: S, account: AccountState) {
+  const user = account.kind !== 'PLATFORM';
+  return {
+    [`${side}Version`]: user ? account.version : null,
+    [`${side}BalanceAfter`]: user ? account.creditsPosted - account.debitsPosted : null,
+    [`${side}HeldAfter`]: user ? account.debitsPending : null,
+  } as S extends 'debit'
+    ? { debitVersion: bigint | null; debitBalanceAfter: bigint | null; debitHeldAfter: bigint | null }
+    : { creditVersion: bigint | null; creditBalanceAfter: bigint | null; creditHeldAfter: bigint | null };
+}

@@ -1,0 +1,161 @@
+import type pg from 'pg';
+import { draftEntry, accountIdsNeeded, commandHoldId, commandUserId } from './commands/apply.js';
+import { LedgerError } from './domain/errors.js';
+import { LedgerState, type HoldPolicy, type PlatformAccounts } from './domain/ledger-state.js';
+import type { Command, WriteResult } from './domain/types.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import {
+  holdUsers,
+  holdsWithLegs,
+  liveLots,
+  lockHead,
+  lockUsers,
+  nextAccountIds,
+  purchasedRefs,
+  storedKeys,
+} from './store/load-batch.js';
+import { isRetriable, isUnavailable } from './store/pg-errors.js';
+import { writeBatch } from './store/write-batch.js';
+
+export interface BatchItem {
+  command: Command;
+  requestHash: Buffer;
+  actor: string;
+  /** Epoch ms after which the caller no longer waits; such a command is not applied. */
+  deadlineMs: number;
+}
+
+export type Outcome = { ok: true; result: WriteResult } | { ok: false; error: Error };
+
+export interface BatchDeps {
+  pool: pg.Pool;
+  platform: PlatformAccounts;
+  clock: Clock;
+  holdPolicy: HoldPolicy;
+  log: Logger;
+  /** Attempts for a batch that hits serialization failures or deadlocks. */
+  attemptsMax?: number;
+}
+
+/**
+ * Applies a batch of commands in one transaction (DESIGN.md §5): lock the users in sorted
+ * order and the journal head, look up every idempotency key, load the users' live lots and the
+ * holds, apply the commands one after another in memory (each succeeds or fails on its own),
+ * write everything with multi-row statements, commit, and only then answer.
+ *
+ * Serialization failures and deadlocks retry the whole batch. Any other failure is not the
+ * callers' fault: the batch is split and each command runs alone, so one bad command cannot
+ * fail its neighbours.
+ */
+export async function executeBatch(deps: BatchDeps, items: readonly BatchItem[]): Promise<Outcome[]> {
+  const attemptsMax = deps.attemptsMax ?? 8;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await runOnce(deps, items);
+    } catch (error) {
+      if (isRetriable(error) && attempt < attemptsMax) {
+        deps.log.debug({ attempt, code: (error as { code?: string }).code }, 'batch conflict, retrying');
+        await sleep(Math.random() * 5 * attempt);
+        continue;
+      }
+      if (isUnavailable(error) || isRetriable(error)) {
+        deps.log.warn({ err: error, size: items.length }, 'batch failed: database unavailable');
+        const unavailable = new LedgerError('UNAVAILABLE', 'the ledger database is unavailable; retry with the same idempotency key');
+        return items.map(() => ({ ok: false, error: unavailable }));
+      }
+      if (items.length > 1) {
+        deps.log.error({ err: error, size: items.length }, 'batch failed; running its commands one by one');
+        const outcomes: Outcome[] = [];
+        for (const item of items) outcomes.push(...(await executeBatch(deps, [item])));
+        return outcomes;
+      }
+      deps.log.error({ err: error, kind: items[0]?.command.kind }, 'command failed');
+      return [{ ok: false, error: error as Error }];
+    }
+  }
+}
+
+async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Outcome[]> {
+  const client = await deps.pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const holdIds = unique(items.map((i) => commandHoldId(i.command)));
+    const usersOfHolds = await holdUsers(client, holdIds);
+    const userIds = unique([...items.map((i) => commandUserId(i.command)), ...usersOfHolds.values()]).sort();
+    const users = await lockUsers(client, userIds);
+    const head = await lockHead(client);
+    const keys = await storedKeys(client, items.map((i) => i.command.idempotencyKey));
+    const { lots, accounts } = await liveLots(client, users);
+    const holds = await holdsWithLegs(client, [...usersOfHolds.keys()]);
+    const refs = await purchasedRefs(
+      client,
+      unique(items.map((i) => (i.command.kind === 'PURCHASE' ? i.command.externalRef : null))),
+    );
+    const accountIds = await nextAccountIds(
+      client,
+      items.reduce((n, i) => n + accountIdsNeeded(i.command), 0),
+    );
+    const state = new LedgerState({
+      now: deps.clock.now(),
+      headSeq: head.seq,
+      headHash: head.hash,
+      users,
+      accounts,
+      lots,
+      holds,
+      keys,
+      externalRefs: refs,
+      platform: deps.platform,
+      accountIds,
+      holdPolicy: deps.holdPolicy,
+    });
+    const outcomes = items.map((item) => applyOne(state, item));
+    await writeBatch(client, state, head.seq);
+    await client.query('COMMIT');
+    return outcomes;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+function applyOne(state: LedgerState, item: BatchItem): Outcome {
+  const { command } = item;
+  const stored = state.storedKey(command.idempotencyKey);
+  if (stored) {
+    if (!stored.requestHash.equals(item.requestHash)) {
+      return {
+        ok: false,
+        error: new LedgerError(
+          'ALREADY_EXISTS',
+          `idempotency_key: "${command.idempotencyKey}" was used by entry ${stored.result.entryId} for a different request`,
+        ),
+      };
+    }
+    return { ok: true, result: { ...stored.result, replayed: true } };
+  }
+  if (item.deadlineMs <= Date.now()) {
+    return { ok: false, error: new LedgerError('DEADLINE_EXCEEDED', 'the deadline passed before the command was applied; nothing was written') };
+  }
+  try {
+    const draft = draftEntry(state, command);
+    const entry = state.post({ idempotencyKey: command.idempotencyKey, requestHash: item.requestHash, actor: item.actor }, draft);
+    return { ok: true, result: entry.result };
+  } catch (error) {
+    return { ok: false, error: error as Error };
+  }
+}
+
+function unique(values: readonly (string | null)[]): string[] {
+  return [...new Set(values.filter((v): v is string => v !== null))];
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,55 @@
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Any } from '../../generated/proto/google/protobuf/any.js';
+import { ErrorInfo } from '../../generated/proto/google/rpc/error_details.js';
+import { Status } from '../../generated/proto/google/rpc/status.js';
+import type { Logger } from '../../lib/logger.js';
+import { LedgerError } from '../domain/errors.js';
+
+export const errorDomain = 'credits.ledger.v1';
+
+const codes: Record<LedgerError['code'], status> = {
+  INVALID_ARGUMENT: status.INVALID_ARGUMENT,
+  FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  NOT_FOUND: status.NOT_FOUND,
+  ALREADY_EXISTS: status.ALREADY_EXISTS,
+  RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
+  UNAVAILABLE: status.UNAVAILABLE,
+  DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
+};
+
+/**
+ * The one place that maps errors to gRPC status. Known errors keep their code and message, and
+ * refusals carry a google.rpc.ErrorInfo (in `grpc-status-details-bin`) with the reason. Anything
+ * else is a bug: the client sees INTERNAL and a generic message, the log gets the stack.
+ */
+export function toServiceError(error: unknown, log: Logger, method: string): Partial<ServiceError> {
+  if (!(error instanceof LedgerError)) {
+    log.error({ err: error, method }, 'unexpected error');
+    return { code: status.INTERNAL, details: 'internal error; the ledger logged the cause', metadata: new Metadata() };
+  }
+  const code = codes[error.code];
+  const metadata = new Metadata();
+  if (error.reason) {
+    const info = ErrorInfo.encode({ reason: error.reason, domain: errorDomain, metadata: {} }).finish();
+    const details = Status.encode({
+      code,
+      message: error.message,
+      details: [{ typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: Buffer.from(info) }],
+    }).finish();
+    metadata.set('grpc-status-details-bin', Buffer.from(details));
+  }
+  return { code, details: error.message, metadata };
+}
+
+/** Reads the ErrorInfo reason from a gRPC error, for clients of this service. */
+export function errorReason(error: { metadata?: Metadata }): string | undefined {
+  const raw = error.metadata?.get('grpc-status-details-bin')[0];
+  if (!Buffer.isBuffer(raw)) return undefined;
+  const decoded = Status.decode(raw);
+  for (const any of decoded.details) {
+    if (any.typeUrl.endsWith('google.rpc.ErrorInfo')) return ErrorInfo.decode(any.value).reason;
+  }
+  return undefined;
+}

@@ -1,0 +1,96 @@
+import type pg from 'pg';
+import type * as pb from '../../generated/proto/credits/ledger/v1/ledger.js';
+import type { Clock } from '../../lib/clock.js';
+import { parseCapture } from '../commands/capture.js';
+import { parseConsume } from '../commands/consume.js';
+import { parseExtendHold } from '../commands/extend-hold.js';
+import { parseGrant } from '../commands/grant.js';
+import { parsePurchase } from '../commands/purchase.js';
+import { parseRelease } from '../commands/release.js';
+import { parseReserve } from '../commands/reserve.js';
+import { requestHash } from '../domain/canonical.js';
+import type { Command, WriteResult } from '../domain/types.js';
+import * as v from '../domain/validate.js';
+import { readBalance } from '../store/read-balance.js';
+import type { EntryReader } from '../store/read-entries.js';
+import type { WriteQueue } from '../write-queue.js';
+import { allocationsToPb, balanceToPb, bucketFromPb, entryKindFromPb, entryToPb } from './convert.js';
+import type { CallContext, Handlers } from './server.js';
+
+export interface LedgerServiceDeps {
+  queue: WriteQueue;
+  reader: EntryReader;
+  pool: pg.Pool;
+  clock: Clock;
+  validation: v.ValidationContext;
+}
+
+/**
+ * LedgerService as plain async functions: parse (validating every field before anything else
+ * happens), hand the command to the write queue, shape the answer. Errors are thrown as
+ * LedgerError and mapped to gRPC status in one place (errors.ts).
+ */
+export function ledgerServiceHandlers(deps: LedgerServiceDeps): Handlers<pb.LedgerServiceServer> {
+  const { validation: ctx } = deps;
+  const write = (command: Command, call: CallContext): Promise<WriteResult> =>
+    deps.queue.submit({ command, requestHash: requestHash(command), actor: call.principal.name, deadlineMs: call.deadlineMs });
+
+  return {
+    async grant(req, call) {
+      const r = await write(parseGrant({ ...req, bucket: bucketFromPb(req.bucket) }), call);
+      return { entryId: r.entryId, lotId: r.lotId ?? 0n, replayed: r.replayed };
+    },
+    async purchase(req, call) {
+      const r = await write(parsePurchase({ ...req, bucket: bucketFromPb(req.bucket) }, ctx), call);
+      return { entryId: r.entryId, lotId: r.lotId ?? 0n, replayed: r.replayed };
+    },
+    async reserve(req, call) {
+      const r = await write(parseReserve(req, ctx), call);
+      return {
+        entryId: r.entryId,
+        holdId: r.holdId ?? '',
+        expiresAt: r.expiresAt,
+        allocations: allocationsToPb(r.allocation),
+        replayed: r.replayed,
+      };
+    },
+    async extendHold(req, call) {
+      const r = await write(parseExtendHold(req, ctx), call);
+      return { entryId: r.entryId, expiresAt: r.expiresAt, replayed: r.replayed };
+    },
+    async capture(req, call) {
+      const r = await write(parseCapture(req, ctx), call);
+      return {
+        entryId: r.entryId,
+        capturedCredits: r.capturedCredits ?? 0n,
+        releasedCredits: r.releasedCredits ?? 0n,
+        allocations: allocationsToPb(r.allocation),
+        replayed: r.replayed,
+      };
+    },
+    async release(req, call) {
+      const r = await write(parseRelease(req), call);
+      return { entryId: r.entryId, releasedCredits: r.releasedCredits ?? 0n, replayed: r.replayed };
+    },
+    async consume(req, call) {
+      const r = await write(parseConsume(req, ctx), call);
+      return { entryId: r.entryId, allocations: allocationsToPb(r.allocation), replayed: r.replayed };
+    },
+    async getBalance(req) {
+      return balanceToPb(await readBalance(deps.pool, v.userId(req.userId), deps.clock.now()));
+    },
+    async getEntry(req) {
+      return { entry: entryToPb(await deps.reader.get(req.entryId)) };
+    },
+    async listEntries(req) {
+      const filter = {
+        userId: req.userId === '' ? null : v.userId(req.userId),
+        kind: entryKindFromPb(req.kind),
+        recordedFrom: v.optionalTime(req.recordedFrom, 'recorded_from'),
+        recordedBefore: v.optionalTime(req.recordedBefore, 'recorded_before'),
+      };
+      const page = await deps.reader.list(filter, req.pageSize, req.pageToken);
+      return { entries: page.entries.map(entryToPb), nextPageToken: page.nextPageToken };
+    },
+  };
+}

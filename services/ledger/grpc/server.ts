@@ -1,0 +1,153 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from '../../lib/logger.js';
+import { LedgerError } from '../domain/errors.js';
+import type { Authenticator, Principal } from './auth.js';
+import { toServiceError } from './errors.js';
+
+export interface CallContext {
+  principal: Principal;
+  /** Epoch ms of the caller's deadline; Infinity when it set none. */
+  deadlineMs: number;
+}
+
+/**
+ * A service's handlers as plain async functions (nice-grpc style). The key remapping drops the
+ * index signature that ts-proto's server interfaces inherit from grpc-js.
+ */
+export type Handlers<S> = {
+  [K in keyof S as string extends K ? never : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+    ? (request: Req, call: CallContext) => Promise<Res>
+    : never;
+};
+
+/** The largest request the server reads; anything larger is refused by grpc-js before parsing. */
+export const requestBytesMax = 256 * 1024;
+
+const protoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../proto');
+
+export interface GrpcServerOptions {
+  auth: Authenticator;
+  log: Logger;
+}
+
+export interface ServiceBinding {
+  name: string;
+  definition: grpc.ServiceDefinition;
+  handlers: Record<string, (request: never, call: CallContext) => Promise<unknown>>;
+}
+
+/**
+ * A grpc-js server with bearer-token auth and role checks on every call, deadlines passed to
+ * handlers, one error mapping, grpc.health.v1 and server reflection.
+ */
+export class GrpcServer {
+  readonly server: grpc.Server;
+  readonly health: HealthImplementation;
+  readonly #log: Logger;
+  readonly #serviceNames: string[] = [];
+
+  constructor(
+    options: GrpcServerOptions,
+    services: ServiceBinding[],
+  ) {
+    this.#log = options.log;
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': requestBytesMax,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    for (const service of services) {
+      const implementation: grpc.UntypedServiceImplementation = {};
+      for (const [method, definition] of Object.entries(service.definition)) {
+        const handler = service.handlers[method];
+        if (!handler) throw new Error(`${service.name}.${method} has no handler`);
+        const methodName = definition.path.slice(definition.path.lastIndexOf('/') + 1);
+        implementation[method] = this.#unary(methodName, handler, options.auth);
+      }
+      this.server.addService(service.definition, implementation);
+      this.#serviceNames.push(service.name);
+    }
+    this.health = new HealthImplementation({
+      '': 'NOT_SERVING',
+      ...Object.fromEntries(this.#serviceNames.map((n) => [n, 'NOT_SERVING' as const])),
+    });
+    this.health.addToServer(this.server);
+    const definitions = loadSync(path.join(protoRoot, 'credits/ledger/v1/ledger.proto'), {
+      includeDirs: [protoRoot],
+      longs: String,
+    });
+    new ReflectionService(definitions).addToServer(this.server);
+  }
+
+  /** Binds `host:port` (port 0 picks a free one) and reports SERVING. Returns the bound port. */
+  async listen(address: string): Promise<number> {
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+        error ? reject(error) : resolve(bound),
+      ),
+    );
+    this.setServing(true);
+    return port;
+  }
+
+  setServing(serving: boolean): void {
+    const s = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', s);
+    for (const name of this.#serviceNames) this.health.setStatus(name, s);
+  }
+
+  /**
+   * Graceful drain: report NOT_SERVING, refuse new calls, let calls in flight finish; after
+   * `graceMs` cut whatever is left.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#log.warn({ graceMs }, 'drain grace period over; cancelling remaining calls');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  #unary(
+    method: string,
+    handler: (request: never, call: CallContext) => Promise<unknown>,
+    auth: Authenticator,
+  ): grpc.handleUnaryCall<unknown, unknown> {
+    const log = this.#log;
+    return (call, callback) => {
+      let context: CallContext;
+      try {
+        const principal = auth.authenticate(call.metadata);
+        auth.authorize(principal, method);
+        context = { principal, deadlineMs: deadlineMs(call.getDeadline()) };
+      } catch (error) {
+        callback(toServiceError(error, log, method) as grpc.ServiceError);
+        return;
+      }
+      if (context.deadlineMs <= Date.now()) {
+        callback(toServiceError(new LedgerError('DEADLINE_EXCEEDED', 'deadline already passed'), log, method) as grpc.ServiceError);
+        return;
+      }
+      handler(call.request as never, context).then(
+        (response) => callback(null, response),
+        (error: unknown) => callback(toServiceError(error, log, method) as grpc.ServiceError),
+      );
+    };
+  }
+}
+
+function deadlineMs(deadline: grpc.Deadline): number {
+  if (deadline instanceof Date) return deadline.getTime();
+  return Number.isFinite(deadline) ? deadline : Number.POSITIVE_INFINITY;
+}

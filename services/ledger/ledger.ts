@@ -1,0 +1,103 @@
+import type pg from 'pg';
+import type { Clock } from '../lib/clock.js';
+import { createPrisma, type PrismaClient } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
+import { LedgerServiceService } from '../generated/proto/credits/ledger/v1/ledger.js';
+import type { LedgerConfig } from './config.js';
+import type { PlatformAccounts } from './domain/ledger-state.js';
+import { executeBatch } from './execute-batch.js';
+import { Authenticator } from './grpc/auth.js';
+import { ledgerServiceHandlers } from './grpc/ledger-service.js';
+import { GrpcServer, type ServiceBinding } from './grpc/server.js';
+import { HoldSweeper } from './hold-sweeper.js';
+import { ensurePlatformAccounts } from './store/platform-accounts.js';
+import { EntryReader } from './store/read-entries.js';
+import { WriteQueue } from './write-queue.js';
+
+export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize'>;
+
+export interface LedgerDeps {
+  pool: pg.Pool;
+  clock: Clock;
+  log: Logger;
+  options: LedgerOptions;
+}
+
+/**
+ * The ledger process's parts, wired: write queue → batch executor → PostgreSQL, the hold
+ * sweeper, and the gRPC server. main.ts builds the dependencies; tests build them too, with a
+ * manual clock, and listen on 127.0.0.1:0.
+ */
+export class Ledger {
+  readonly queue: WriteQueue;
+  readonly sweeper: HoldSweeper;
+  readonly grpc: GrpcServer;
+  readonly prisma: PrismaClient;
+  readonly platform: PlatformAccounts;
+  readonly #deps: LedgerDeps;
+  #port = 0;
+
+  private constructor(deps: LedgerDeps, platform: PlatformAccounts) {
+    const { pool, clock, log, options } = deps;
+    this.#deps = deps;
+    this.platform = platform;
+    const holdPolicy = { holdTtlMsDefault: options.holdTtlMsDefault, holdTtlMsMax: options.holdTtlMsMax };
+    this.queue = new WriteQueue({
+      execute: (items) => executeBatch({ pool, platform, clock, holdPolicy, log }, items),
+      batchSizeMax: options.batchSizeMax,
+      queueLengthMax: options.queueLengthMax,
+    });
+    this.sweeper = new HoldSweeper({
+      pool,
+      queue: this.queue,
+      clock,
+      log,
+      periodMs: options.holdSweepPeriodMs,
+      batchMax: options.holdSweepBatchMax,
+    });
+    this.prisma = createPrisma(pool);
+    const handlers = ledgerServiceHandlers({
+      queue: this.queue,
+      reader: new EntryReader(this.prisma),
+      pool,
+      clock,
+      validation: { currencies: new Set(options.currencies), ...holdPolicy },
+    });
+    const services: ServiceBinding[] = [
+      {
+        name: 'credits.ledger.v1.LedgerService',
+        definition: LedgerServiceService,
+        handlers: handlers as unknown as ServiceBinding['handlers'],
+      },
+    ];
+    this.grpc = new GrpcServer({ auth: new Authenticator(options.credentials), log }, services);
+  }
+
+  static async create(deps: LedgerDeps): Promise<Ledger> {
+    const platform = await ensurePlatformAccounts(deps.pool, deps.options.currencies);
+    return new Ledger(deps, platform);
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Listens on the configured address (or `address`), starts the sweeper, returns the port. */
+  async start(address = this.#deps.options.grpcAddr, sweeper = true): Promise<number> {
+    this.#port = await this.grpc.listen(address);
+    if (sweeper) this.sweeper.start();
+    this.#deps.log.info({ address, port: this.#port }, 'ledger listening');
+    return this.#port;
+  }
+
+  /**
+   * Drains: NOT_SERVING, no new calls, calls in flight answered, the queue emptied, the sweeper
+   * stopped. The pool belongs to the caller and is closed by it.
+   */
+  async stop(): Promise<void> {
+    await this.sweeper.stop();
+    await this.grpc.drain(this.#deps.options.drainGraceMs);
+    await this.queue.close();
+    await this.prisma.$disconnect();
+  }
+}

@@ -1,0 +1,216 @@
+import type pg from 'pg';
+import { allocationToJson, resultToJson } from '../domain/canonical.js';
+import type { LedgerState } from '../domain/ledger-state.js';
+
+const str = (v: bigint | number | null): string | null => (v === null ? null : v.toString());
+const iso = (v: Date | null): string | null => (v === null ? null : v.toISOString());
+
+/**
+ * Writes everything one batch posted, with one multi-row statement per table, inside the
+ * batch's transaction (which holds the user locks and the journal head lock). Arrays are
+ * passed as text and cast in SQL so that bigint values never pass through a JS number.
+ */
+export async function writeBatch(client: pg.PoolClient, state: LedgerState, previousHeadSeq: bigint): Promise<void> {
+  const changes = state.changes();
+
+  if (changes.newUsers.length > 0) {
+    // Inputs: ids of users created by this batch's grants and purchases. Locks: the new rows.
+    // ON CONFLICT: another process may have created the same user meanwhile; that is fine,
+    // because creating lots needs no lock. Output: none.
+    await client.query('INSERT INTO users (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING', [
+      changes.newUsers,
+    ]);
+  }
+
+  if (changes.newAccounts.length > 0) {
+    const a = changes.newAccounts;
+    // Inputs: new lot and deferred-revenue accounts with pre-allocated ids, totals zero (the
+    // delta update below adds this batch's movements). Locks: the new rows. Output: none.
+    await client.query(
+      `INSERT INTO accounts (id, code, unit, kind, user_id, flags)
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])`,
+      [
+        a.map((x) => x.id.toString()),
+        a.map((x) => x.code),
+        a.map((x) => x.unit),
+        a.map((x) => x.kind),
+        a.map((x) => x.userId),
+        a.map((x) => x.flags),
+      ],
+    );
+  }
+
+  if (changes.newLots.length > 0) {
+    const l = changes.newLots;
+    // Inputs: the batch's new lots. Locks: the new rows; unique external_ref is re-checked by
+    // the index. Output: none.
+    await client.query(
+      `INSERT INTO lots (account_id, user_id, bucket, granted_credits, effective_at, expires_at,
+                         priority, cost_basis_micros, currency, deferred_account_id, external_ref, entry_seq)
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[],
+                            $6::timestamptz[], $7::int[], $8::bigint[], $9::text[], $10::bigint[],
+                            $11::text[], $12::bigint[])`,
+      [
+        l.map((x) => x.accountId.toString()),
+        l.map((x) => x.userId),
+        l.map((x) => x.bucket),
+        l.map((x) => x.grantedCredits.toString()),
+        l.map((x) => x.effectiveAt.toISOString()),
+        l.map((x) => iso(x.expiresAt)),
+        l.map((x) => x.priority),
+        l.map((x) => x.costBasisMicros.toString()),
+        l.map((x) => x.currency),
+        l.map((x) => str(x.deferredAccountId)),
+        l.map((x) => x.externalRef),
+        l.map((x) => x.entrySeq.toString()),
+      ],
+    );
+  }
+
+  const e = state.entries;
+  if (e.length > 0) {
+    // Inputs: the batch's entries in sequence order, hashes already chained. Locks: the new
+    // rows; the unique index on idempotency_key backs the in-memory check. Output: none.
+    await client.query(
+      `INSERT INTO entries (seq, kind, user_id, hold_id, idempotency_key, request_hash, actor,
+                            recorded_at, effective_at, policy_version, allocation, metadata,
+                            result, prev_hash, hash)
+       SELECT seq, kind, user_id, hold_id, idempotency_key, decode(request_hash, 'hex'), actor,
+              recorded_at, effective_at, policy_version, allocation::jsonb, metadata::jsonb,
+              result::jsonb, decode(prev_hash, 'hex'), decode(hash, 'hex')
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
+                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[],
+                     $12::text[], $13::text[], $14::text[], $15::text[])
+           AS t(seq, kind, user_id, hold_id, idempotency_key, request_hash, actor, recorded_at,
+                effective_at, policy_version, allocation, metadata, result, prev_hash, hash)`,
+      [
+        e.map((x) => x.seq.toString()),
+        e.map((x) => x.kind),
+        e.map((x) => x.userId),
+        e.map((x) => x.holdId),
+        e.map((x) => x.idempotencyKey),
+        e.map((x) => x.requestHash.toString('hex')),
+        e.map((x) => x.actor),
+        e.map((x) => x.recordedAt.toISOString()),
+        e.map((x) => x.effectiveAt.toISOString()),
+        e.map((x) => x.policyVersion),
+        e.map((x) => (x.allocation === null ? null : JSON.stringify(allocationToJson(x.allocation)))),
+        e.map((x) => JSON.stringify(x.metadata)),
+        e.map((x) => JSON.stringify(resultToJson(x.result))),
+        e.map((x) => x.prevHash.toString('hex')),
+        e.map((x) => x.hash.toString('hex')),
+      ],
+    );
+
+    const t = e.flatMap((entry) => entry.transfers.map((transfer) => ({ seq: entry.seq, ...transfer })));
+    if (t.length > 0) {
+      // Inputs: every transfer of the batch's entries. Locks: the new rows. No foreign keys on
+      // this table (see the migration); the audit's invariants prove its references. Output: none.
+      await client.query(
+        `INSERT INTO transfers (entry_seq, idx, kind, debit_account_id, credit_account_id, amount,
+                                unit, pending_seq, pending_idx, debit_version, debit_balance_after,
+                                debit_held_after, credit_version, credit_balance_after, credit_held_after)
+         SELECT * FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[], $5::bigint[],
+                              $6::bigint[], $7::text[], $8::bigint[], $9::smallint[], $10::bigint[],
+                              $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])`,
+        [
+          t.map((x) => x.seq.toString()),
+          t.map((x) => x.idx),
+          t.map((x) => x.kind),
+          t.map((x) => x.debitAccountId.toString()),
+          t.map((x) => x.creditAccountId.toString()),
+          t.map((x) => x.amount.toString()),
+          t.map((x) => x.unit),
+          t.map((x) => str(x.pendingSeq)),
+          t.map((x) => x.pendingIdx),
+          t.map((x) => str(x.debitVersion)),
+          t.map((x) => str(x.debitBalanceAfter)),
+          t.map((x) => str(x.debitHeldAfter)),
+          t.map((x) => str(x.creditVersion)),
+          t.map((x) => str(x.creditBalanceAfter)),
+          t.map((x) => str(x.creditHeldAfter)),
+        ],
+      );
+    }
+  }
+
+  const d = changes.accountDeltas;
+  if (d.length > 0) {
+    // Inputs: per-account increments of the four totals and the version, sorted by id.
+    // Locks: row locks on the updated accounts, taken in id order. User accounts are already
+    // covered by their user's lock; platform accounts are touched once per batch, under the
+    // head lock, so they are never a per-command hot spot. The CHECK constraints re-verify the
+    // no-overdraft rule. Output: none.
+    await client.query(
+      `UPDATE accounts AS a
+          SET debits_posted = a.debits_posted + d.dp,
+              credits_posted = a.credits_posted + d.cp,
+              debits_pending = a.debits_pending + d.dpe,
+              credits_pending = a.credits_pending + d.cpe,
+              version = a.version + d.v
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+           AS d(id, dp, cp, dpe, cpe, v)
+        WHERE a.id = d.id`,
+      [
+        d.map((x) => x.id.toString()),
+        d.map((x) => x.debitsPosted.toString()),
+        d.map((x) => x.creditsPosted.toString()),
+        d.map((x) => x.debitsPending.toString()),
+        d.map((x) => x.creditsPending.toString()),
+        d.map((x) => x.version.toString()),
+      ],
+    );
+  }
+
+  if (changes.holdsInserted.length > 0) {
+    const h = changes.holdsInserted;
+    // Inputs: holds opened (and possibly already closed) by this batch. Locks: new rows. Output: none.
+    await client.query(
+      `INSERT INTO holds (id, user_id, reserve_seq, credits, expires_at, status, closed_seq, captured_credits)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[],
+                            $6::text[], $7::bigint[], $8::bigint[])`,
+      [
+        h.map((x) => x.id),
+        h.map((x) => x.userId),
+        h.map((x) => x.reserveSeq.toString()),
+        h.map((x) => x.credits.toString()),
+        h.map((x) => x.expiresAt.toISOString()),
+        h.map((x) => x.status),
+        h.map((x) => str(x.closedSeq)),
+        h.map((x) => str(x.capturedCredits)),
+      ],
+    );
+  }
+
+  if (changes.holdsChanged.length > 0) {
+    const h = changes.holdsChanged;
+    // Inputs: new state of holds that existed before the batch. Locks: those rows (their users
+    // are locked already). Output: none.
+    await client.query(
+      `UPDATE holds AS h
+          SET expires_at = c.expires_at, status = c.status, closed_seq = c.closed_seq,
+              captured_credits = c.captured_credits
+         FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bigint[])
+           AS c(id, expires_at, status, closed_seq, captured_credits)
+        WHERE h.id = c.id`,
+      [
+        h.map((x) => x.id),
+        h.map((x) => x.expiresAt.toISOString()),
+        h.map((x) => x.status),
+        h.map((x) => str(x.closedSeq)),
+        h.map((x) => str(x.capturedCredits)),
+      ],
+    );
+  }
+
+  if (e.length > 0) {
+    // Inputs: the new head. Locks: the head row, held since lockHead. The seq guard turns any
+    // break of the locking protocol into a loud failure instead of a forked chain. Output: 1 row.
+    const updated = await client.query('UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3', [
+      state.headSeq.toString(),
+      state.headHash,
+      previousHeadSeq.toString(),
+    ]);
+    if (updated.rowCount !== 1) throw new Error('journal head moved under a held lock');
+  }
+}

@@ -1,0 +1,84 @@
+import { LedgerError } from './domain/errors.js';
+import type { WriteResult } from './domain/types.js';
+import type { BatchItem, Outcome } from './execute-batch.js';
+
+export interface WriteQueueOptions {
+  execute: (items: BatchItem[]) => Promise<Outcome[]>;
+  /** Commands per batch (one transaction). */
+  batchSizeMax: number;
+  /** Commands waiting; beyond it callers get RESOURCE_EXHAUSTED at once. */
+  queueLengthMax: number;
+}
+
+interface Waiting {
+  item: BatchItem;
+  resolve: (result: WriteResult) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Group commit: commands wait here while the previous batch commits, and the next batch takes
+ * all that arrived, up to batchSizeMax. No timer delays a lone command: under light load a batch
+ * is one command, under heavy load batches fill up by themselves. One batch runs at a time per
+ * process; processes serialise on the journal head.
+ */
+export class WriteQueue {
+  readonly #options: WriteQueueOptions;
+  #waiting: Waiting[] = [];
+  #running = false;
+  #closed = false;
+  #idle: (() => void)[] = [];
+
+  constructor(options: WriteQueueOptions) {
+    this.#options = options;
+  }
+
+  get length(): number {
+    return this.#waiting.length;
+  }
+
+  submit(item: BatchItem): Promise<WriteResult> {
+    if (this.#closed) {
+      return Promise.reject(new LedgerError('UNAVAILABLE', 'the ledger is shutting down; retry on another instance'));
+    }
+    if (this.#waiting.length >= this.#options.queueLengthMax) {
+      return Promise.reject(
+        new LedgerError('RESOURCE_EXHAUSTED', `the write queue is full (${this.#options.queueLengthMax} commands); retry with backoff`),
+      );
+    }
+    return new Promise<WriteResult>((resolve, reject) => {
+      this.#waiting.push({ item, resolve, reject });
+      if (!this.#running) {
+        this.#running = true;
+        // Let the other requests of this event-loop turn join the first batch.
+        setImmediate(() => void this.#drain());
+      }
+    });
+  }
+
+  /** Stops accepting commands and resolves once every accepted one has been answered. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (!this.#running && this.#waiting.length === 0) return;
+    await new Promise<void>((resolve) => this.#idle.push(resolve));
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#waiting.length > 0) {
+      const batch = this.#waiting.splice(0, this.#options.batchSizeMax);
+      let outcomes: Outcome[];
+      try {
+        outcomes = await this.#options.execute(batch.map((w) => w.item));
+      } catch (error) {
+        outcomes = batch.map(() => ({ ok: false, error: error as Error }));
+      }
+      batch.forEach((w, i) => {
+        const outcome = outcomes[i];
+        if (outcome?.ok) w.resolve(outcome.result);
+        else w.reject(outcome?.error ?? new Error('batch returned no outcome'));
+      });
+    }
+    this.#running = false;
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+}

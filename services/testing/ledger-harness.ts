@@ -1,0 +1,104 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { expect } from 'vitest';
+import { ManualClock, type Clock } from '../lib/clock.js';
+import { createLogger } from '../lib/logger.js';
+import { verifyJournal, type InvariantReport } from '../ledger/audit/verify-journal.js';
+import { createLedgerClient, type LedgerClient } from '../ledger/client.js';
+import { Ledger, type LedgerOptions } from '../ledger/ledger.js';
+import type { Credential, Role } from '../ledger/grpc/auth.js';
+import { createTestDatabase, type TestDatabase } from './test-db.js';
+
+export const roles: Role[] = ['admin', 'payments', 'worker', 'auditor'];
+
+export function testCredentials(): Credential[] {
+  return roles.map((role) => ({ name: `${role}-svc`, token: `${role}-${randomBytes(16).toString('hex')}`, role }));
+}
+
+export function ledgerOptions(overrides: Partial<LedgerOptions> = {}): LedgerOptions {
+  return {
+    grpcAddr: '127.0.0.1:0',
+    credentials: testCredentials(),
+    currencies: ['USD', 'EUR'],
+    batchSizeMax: 256,
+    queueLengthMax: 10_000,
+    holdTtlMsDefault: 60_000,
+    holdTtlMsMax: 3_600_000,
+    holdSweepPeriodMs: 50,
+    holdSweepBatchMax: 500,
+    drainGraceMs: 2_000,
+    ...overrides,
+  };
+}
+
+export interface TestLedger {
+  db: TestDatabase;
+  pool: pg.Pool;
+  clock: Clock;
+  ledger: Ledger;
+  address: string;
+  options: LedgerOptions;
+  /** A client per role, authenticated with that role's token. */
+  client: Record<Role, LedgerClient>;
+  clientFor(role: Role): LedgerClient;
+  verify(): Promise<InvariantReport>;
+  /** Asserts every invariant of DESIGN.md §4 holds; every ledger test ends with it. */
+  expectInvariants(): Promise<InvariantReport>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: Clock;
+  options?: Partial<LedgerOptions>;
+  /** Start the hold sweeper's timer (tests usually call sweepOnce themselves). */
+  sweeper?: boolean;
+  /** Reuse a database (a second ledger process on the same journal). */
+  db?: TestDatabase;
+}
+
+/** A real ledger on a fresh database, served over gRPC on 127.0.0.1:0. */
+export async function startTestLedger(start: StartOptions = {}): Promise<TestLedger> {
+  const db = start.db ?? (await createTestDatabase());
+  const pool = new pg.Pool({ connectionString: db.url, max: 8 });
+  const clock = start.clock ?? new ManualClock('2026-11-24T12:00:00.000Z');
+  const options = ledgerOptions(start.options);
+  const log = createLogger('ledger-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+  const ledger = await Ledger.create({ pool, clock, log, options });
+  const port = await ledger.start('127.0.0.1:0', start.sweeper ?? false);
+  const address = `127.0.0.1:${port}`;
+  const clients = new Map<Role, LedgerClient>();
+  const clientFor = (role: Role) => {
+    let c = clients.get(role);
+    if (!c) {
+      const credential = options.credentials.find((x) => x.role === role)!;
+      c = createLedgerClient(address, credential.token);
+      clients.set(role, c);
+    }
+    return c;
+  };
+  const client = Object.fromEntries(roles.map((r) => [r, clientFor(r)])) as Record<Role, LedgerClient>;
+  const verify = () =>
+    verifyJournal(pool, { now: clock.now(), holdSweepPeriodMs: options.holdSweepPeriodMs });
+  return {
+    db,
+    pool,
+    clock,
+    ledger,
+    address,
+    options,
+    client,
+    clientFor,
+    verify,
+    async expectInvariants() {
+      const report = await verify();
+      expect(report.violations).toEqual([]);
+      return report;
+    },
+    async close() {
+      for (const c of clients.values()) c.close();
+      await ledger.stop();
+      await pool.end();
+      if (!start.db) await db.drop();
+    },
+  };
+}
