@@ -21,12 +21,7 @@ const requestTypes = {
 
 type MethodName = keyof typeof requestTypes;
 type RequestOf<M extends MethodName> = ReturnType<(typeof requestTypes)[M]['fromPartial']>;
-type ResponseOf<M extends MethodName> =
-  Parameters<pb.LedgerServiceClient[M]> extends [unknown, infer Cb, ...unknown[]]
-    ? Cb extends (error: grpc.ServiceError | null, response: infer R) => void
-      ? R
-      : never
-    : never;
+type ResponseOf<M extends MethodName> = ReturnType<(typeof pb.LedgerServiceService)[M]['responseDeserialize']>;
 
 export interface CallOptions {
   /** Milliseconds from now; the server drops a command whose deadline passed before it ran. */

