@@ -21,7 +21,9 @@ async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<vo
   const port = Number(process.env.EMBEDDED_PG_PORT ?? 54329);
   const databaseDir = path.join(dataDir, 'postgres');
   const password = 'ledger-dev';
-  const server = new EmbeddedPostgres({ databaseDir, port, user: 'postgres', password, persistent: true, onLog: () => {} });
+  // PostgreSQL refuses to run as root: as root, let the package run it as (and create) a postgres user.
+  const createPostgresUser = process.getuid?.() === 0;
+  const server = new EmbeddedPostgres({ databaseDir, port, user: 'postgres', password, persistent: true, createPostgresUser, onLog: () => {} });
   if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
     log.info({ databaseDir }, 'initialising embedded PostgreSQL');
     await server.initialise();

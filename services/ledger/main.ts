@@ -20,7 +20,11 @@ export async function startLedger(
 ): Promise<RunningLedger> {
   const config = parseLedgerConfig(env);
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
-  pool.on('error', (error) => log.warn({ err: error }, 'idle database connection failed'));
+  // An idle connection dropped by the server (restart, failover) is replaced on next use; log
+  // only what identifies the cause, not the client object pg attaches to the error.
+  pool.on('error', (error: Error & { code?: string }) =>
+    log.warn({ code: error.code, error: error.message }, 'idle database connection failed'),
+  );
   const ledger = await Ledger.create({ pool, clock: systemClock, log, options: config });
   const port = await ledger.start();
   // One line that supervisors and tests can wait for.
