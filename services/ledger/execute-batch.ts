@@ -98,7 +98,8 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       items.reduce((n, i) => n + accountIdsNeeded(i.command), 0),
     );
     const state = new LedgerState({
-      now: deps.clock.now(),
+      // Never before the last entry: recorded_at grows with seq across processes.
+      now: laterOf(deps.clock.now(), head.recordedAt),
       headSeq: head.seq,
       headHash: head.hash,
       users,
@@ -150,6 +151,10 @@ function applyOne(state: LedgerState, item: BatchItem): Outcome {
   } catch (error) {
     return { ok: false, error: error as Error };
   }
+}
+
+function laterOf(a: Date, b: Date): Date {
+  return a.getTime() >= b.getTime() ? a : b;
 }
 
 function unique(values: readonly (string | null)[]): string[] {

@@ -90,8 +90,10 @@ CREATE TABLE transfers (
   CONSTRAINT transfers_pending_ref CHECK (
     (kind IN ('POST_PENDING', 'VOID_PENDING')) = (pending_seq IS NOT NULL AND pending_idx IS NOT NULL))
 );
-CREATE INDEX transfers_debit_account_idx ON transfers (debit_account_id, debit_version);
-CREATE INDEX transfers_credit_account_idx ON transfers (credit_account_id, credit_version);
+-- An account's history in journal order, per side: "the balance of account A after entry S"
+-- is one probe per side (ORDER BY entry_seq DESC LIMIT 1), which point-in-time reads use.
+CREATE INDEX transfers_debit_account_idx ON transfers (debit_account_id, entry_seq);
+CREATE INDEX transfers_credit_account_idx ON transfers (credit_account_id, entry_seq);
 
 CREATE TABLE holds (
   id                uuid PRIMARY KEY,
@@ -108,13 +110,17 @@ CREATE INDEX holds_user_id_idx ON holds (user_id);
 -- The sweeper's query: open holds by expiry.
 CREATE INDEX holds_open_expires_at_idx ON holds (expires_at) WHERE status = 'OPEN';
 
+-- recorded_at of the last entry: new entries never get an earlier one, so recorded_at grows
+-- with seq even when ledger processes' clocks disagree, and "as of time T" is "up to seq S".
 CREATE TABLE journal_head (
-  id    smallint PRIMARY KEY CHECK (id = 1),
-  seq   bigint NOT NULL CHECK (seq >= 0),
-  hash  bytea NOT NULL CHECK (length(hash) = 32)
+  id           smallint PRIMARY KEY CHECK (id = 1),
+  seq          bigint NOT NULL CHECK (seq >= 0),
+  hash         bytea NOT NULL CHECK (length(hash) = 32),
+  recorded_at  timestamptz(3) NOT NULL
 );
 -- Genesis: sequence 0 and a hash of 32 zero bytes.
-INSERT INTO journal_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
+INSERT INTO journal_head (id, seq, hash, recorded_at)
+VALUES (1, 0, decode(repeat('00', 32), 'hex'), '1970-01-01T00:00:00Z');
 
 -- Entries and transfers are append-only: a correction is a new entry.
 CREATE FUNCTION ledger_reject_mutation() RETURNS trigger LANGUAGE plpgsql AS $$

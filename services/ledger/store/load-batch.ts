@@ -36,18 +36,19 @@ export async function lockUsers(client: pg.PoolClient, userIds: string[]): Promi
 export interface JournalHead {
   seq: bigint;
   hash: Buffer;
+  recordedAt: Date;
 }
 
 export async function lockHead(client: pg.PoolClient): Promise<JournalHead> {
   // Inputs: none. Locks: FOR UPDATE on the single head row, held until COMMIT: this is what
   // makes sequence numbers gapless and the hash chain linear across processes.
-  // Output: the last sequence number and hash.
-  const { rows } = await client.query<{ seq: string; hash: Buffer }>(
-    'SELECT seq::text, hash FROM journal_head WHERE id = 1 FOR UPDATE',
+  // Output: the last sequence number, hash and recorded_at.
+  const { rows } = await client.query<{ seq: string; hash: Buffer; recorded_at: Date }>(
+    'SELECT seq::text, hash, recorded_at FROM journal_head WHERE id = 1 FOR UPDATE',
   );
   const row = rows[0];
   if (!row) throw new Error('journal_head is missing: was the database migrated?');
-  return { seq: BigInt(row.seq), hash: row.hash };
+  return { seq: BigInt(row.seq), hash: row.hash, recordedAt: row.recorded_at };
 }
 
 export async function storedKeys(client: pg.PoolClient, keys: string[]): Promise<Map<string, StoredKey>> {

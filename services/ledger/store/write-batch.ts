@@ -206,11 +206,10 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
   if (e.length > 0) {
     // Inputs: the new head. Locks: the head row, held since lockHead. The seq guard turns any
     // break of the locking protocol into a loud failure instead of a forked chain. Output: 1 row.
-    const updated = await client.query('UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3', [
-      state.headSeq.toString(),
-      state.headHash,
-      previousHeadSeq.toString(),
-    ]);
+    const updated = await client.query(
+      'UPDATE journal_head SET seq = $1, hash = $2, recorded_at = $3 WHERE id = 1 AND seq = $4',
+      [state.headSeq.toString(), state.headHash, state.now.toISOString(), previousHeadSeq.toString()],
+    );
     if (updated.rowCount !== 1) throw new Error('journal head moved under a held lock');
   }
 }
