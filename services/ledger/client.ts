@@ -14,6 +14,10 @@ const requestTypes = {
   capture: pb.CaptureRequest,
   release: pb.ReleaseRequest,
   consume: pb.ConsumeRequest,
+  renewSubscription: pb.RenewSubscriptionRequest,
+  refund: pb.RefundRequest,
+  reverse: pb.ReverseRequest,
+  quote: pb.QuoteRequest,
   getBalance: pb.GetBalanceRequest,
   getEntry: pb.GetEntryRequest,
   listEntries: pb.ListEntriesRequest,
@@ -33,6 +37,11 @@ export type LedgerApi = {
 };
 
 export interface LedgerClient extends LedgerApi {
+  /**
+   * The journal from `fromEntryId` on, then new entries as they come, until `signal` aborts
+   * (or the server drains). Iterating slowly slows the server down: it never buffers ahead.
+   */
+  streamJournal(fromEntryId: bigint, signal?: AbortSignal): AsyncIterable<pb.Entry>;
   close(): void;
   readonly raw: pb.LedgerServiceClient;
 }
@@ -63,5 +72,20 @@ export function createLedgerClient(
         );
       });
   }
-  return Object.assign(api as LedgerApi, { close: () => raw.close(), raw });
+  async function* streamJournal(fromEntryId: bigint, signal?: AbortSignal): AsyncIterable<pb.Entry> {
+    const call = raw.streamJournal({ fromEntryId }, metadata);
+    const cancel = () => call.cancel();
+    signal?.addEventListener('abort', cancel);
+    try {
+      for await (const message of call as AsyncIterable<pb.StreamJournalResponse>) {
+        if (message.entry) yield message.entry;
+      }
+    } catch (error) {
+      if ((error as grpc.ServiceError).code !== grpc.status.CANCELLED || !signal?.aborted) throw error;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      call.cancel();
+    }
+  }
+  return Object.assign(api as LedgerApi, { streamJournal, close: () => raw.close(), raw });
 }

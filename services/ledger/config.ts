@@ -39,6 +39,8 @@ export const ledgerConfigSchema = z.object({
   LEDGER_HOLD_TTL_MS_MAX: intFromEnv(3_600_000, 1_000, 86_400_000),
   LEDGER_HOLD_SWEEP_PERIOD_MS: intFromEnv(1_000, 10, 3_600_000),
   LEDGER_HOLD_SWEEP_BATCH_MAX: intFromEnv(500, 1, 10_000),
+  LEDGER_EXPIRY_SWEEP_PERIOD_MS: intFromEnv(10_000, 10, 3_600_000),
+  LEDGER_EXPIRY_SWEEP_BATCH_MAX: intFromEnv(500, 1, 10_000),
   LEDGER_DB_POOL_SIZE: intFromEnv(8, 2, 100),
   LEDGER_DRAIN_GRACE_MS: intFromEnv(10_000, 0, 600_000),
 });
@@ -56,6 +58,8 @@ export interface LedgerConfig {
   holdTtlMsMax: number;
   holdSweepPeriodMs: number;
   holdSweepBatchMax: number;
+  expirySweepPeriodMs: number;
+  expirySweepBatchMax: number;
   dbPoolSize: number;
   drainGraceMs: number;
 }
@@ -81,6 +85,8 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     holdTtlMsMax: c.LEDGER_HOLD_TTL_MS_MAX,
     holdSweepPeriodMs: c.LEDGER_HOLD_SWEEP_PERIOD_MS,
     holdSweepBatchMax: c.LEDGER_HOLD_SWEEP_BATCH_MAX,
+    expirySweepPeriodMs: c.LEDGER_EXPIRY_SWEEP_PERIOD_MS,
+    expirySweepBatchMax: c.LEDGER_EXPIRY_SWEEP_BATCH_MAX,
     dbPoolSize: c.LEDGER_DB_POOL_SIZE,
     drainGraceMs: c.LEDGER_DRAIN_GRACE_MS,
   };

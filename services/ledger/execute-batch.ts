@@ -6,14 +6,17 @@ import type { Command, WriteResult } from './domain/types.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import {
-  holdUsers,
   holdsWithLegs,
-  liveLots,
+  loadLots,
   lockHead,
   lockUsers,
   nextAccountIds,
   purchasedRefs,
+  resolveTargets,
+  reversibleEntries,
   storedKeys,
+  subscriptionPeriods,
+  userAccounts,
 } from './store/load-batch.js';
 import { isRetriable, isUnavailable } from './store/pg-errors.js';
 import { writeBatch } from './store/write-batch.js';
@@ -81,21 +84,40 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
   let broken = false;
   try {
     await client.query('BEGIN');
-    const holdIds = unique(items.map((i) => commandHoldId(i.command)));
-    const usersOfHolds = await holdUsers(client, holdIds);
-    const userIds = unique([...items.map((i) => commandUserId(i.command)), ...usersOfHolds.values()]).sort();
+    const commands = items.map((i) => i.command);
+    const targets = await resolveTargets(client, {
+      holdIds: unique(commands.map(commandHoldId)),
+      lotIds: commands.flatMap((c) => (c.kind === 'EXPIRE' ? [c.lotId] : [])),
+      externalRefs: unique(commands.map((c) => (c.kind === 'REFUND' ? c.externalRef : null))),
+      entrySeqs: commands.flatMap((c) => (c.kind === 'REVERSE' ? [c.entrySeq] : [])),
+    });
+    const userIds = unique([
+      ...commands.map(commandUserId),
+      ...targets.holdUsers.values(),
+      ...targets.lotUsers.values(),
+      ...targets.entryUsers.values(),
+    ]).sort();
     const users = await lockUsers(client, userIds);
     const head = await lockHead(client);
-    const keys = await storedKeys(client, items.map((i) => i.command.idempotencyKey));
-    const { lots, accounts } = await liveLots(client, users);
-    const holds = await holdsWithLegs(client, [...usersOfHolds.keys()]);
+    const keys = await storedKeys(client, commands.map((c) => c.idempotencyKey));
+    const live = await loadLots(client, { live: users });
+    const named = await loadLots(client, { ids: [...targets.lotUsers.keys()] });
+    const holds = await holdsWithLegs(client, [...targets.holdUsers.keys()]);
+    const reversible = await reversibleEntries(client, [...targets.entryUsers.keys()]);
+    const mirrored = await userAccounts(client, [
+      ...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit]))),
+    ]);
     const refs = await purchasedRefs(
       client,
-      unique(items.map((i) => (i.command.kind === 'PURCHASE' ? i.command.externalRef : null))),
+      unique(commands.map((c) => (c.kind === 'PURCHASE' || c.kind === 'RENEW_SUBSCRIPTION' ? c.externalRef : null))),
+    );
+    const periods = await subscriptionPeriods(
+      client,
+      commands.flatMap((c) => (c.kind === 'RENEW_SUBSCRIPTION' ? [{ userId: c.userId, periodStart: c.periodStart }] : [])),
     );
     const accountIds = await nextAccountIds(
       client,
-      items.reduce((n, i) => n + accountIdsNeeded(i.command), 0),
+      commands.reduce((n, c) => n + accountIdsNeeded(c), 0),
     );
     const state = new LedgerState({
       // Never before the last entry: recorded_at grows with seq across processes.
@@ -103,11 +125,13 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       headSeq: head.seq,
       headHash: head.hash,
       users,
-      accounts,
-      lots,
+      accounts: [...live.accounts, ...named.accounts, ...mirrored],
+      lots: [...live.lots, ...named.lots],
       holds,
       keys,
       externalRefs: refs,
+      subscriptionPeriods: periods,
+      reversible,
       platform: deps.platform,
       accountIds,
       holdPolicy: deps.holdPolicy,

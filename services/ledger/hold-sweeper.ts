@@ -4,10 +4,11 @@ import type { Logger } from '../lib/logger.js';
 import { requestHash } from './domain/canonical.js';
 import { LedgerError } from './domain/errors.js';
 import { systemKeyPrefix } from './domain/limits.js';
-import type { HoldTimeoutCommand } from './domain/types.js';
+import type { Command } from './domain/types.js';
+import { PeriodicTask } from './periodic-task.js';
 import type { WriteQueue } from './write-queue.js';
 
-export const sweeperActor = 'ledger.hold-sweeper';
+export const sweeperActor = 'ledger.sweeper';
 
 export interface HoldSweeperDeps {
   pool: pg.Pool;
@@ -26,32 +27,21 @@ export interface HoldSweeperDeps {
  */
 export class HoldSweeper {
   readonly #deps: HoldSweeperDeps;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<number> | null = null;
+  readonly #task: PeriodicTask;
 
   constructor(deps: HoldSweeperDeps) {
     this.#deps = deps;
+    this.#task = new PeriodicTask('hold-sweeper', deps.periodMs, async () => ({
+      full: (await this.sweepOnce()) >= deps.batchMax,
+    }), deps.log);
   }
 
   start(): void {
-    const tick = () => {
-      this.#running = this.sweepOnce()
-        .catch((error: unknown) => {
-          this.#deps.log.warn({ err: error }, 'hold sweep failed; will retry next period');
-          return 0;
-        })
-        .finally(() => {
-          this.#running = null;
-          if (this.#timer !== null) this.#timer = setTimeout(tick, this.#deps.periodMs);
-        });
-    };
-    this.#timer = setTimeout(tick, this.#deps.periodMs);
+    this.#task.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.#running;
+  stop(): Promise<void> {
+    return this.#task.stop();
   }
 
   /** One pass: times out up to batchMax lapsed holds. Returns how many it voided. */
@@ -63,26 +53,35 @@ export class HoldSweeper {
       `SELECT id::text FROM holds WHERE status = 'OPEN' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`,
       [clock.now().toISOString(), batchMax],
     );
-    const results = await Promise.allSettled(
-      rows.map((row) => {
-        const command: HoldTimeoutCommand = {
-          kind: 'HOLD_TIMEOUT',
-          idempotencyKey: `${systemKeyPrefix}hold-timeout:${row.id}`,
-          holdId: row.id,
-        };
-        return queue.submit({ command, requestHash: requestHash(command), actor: sweeperActor, deadlineMs: Infinity });
-      }),
+    const voided = await submitAll(
+      queue,
+      rows.map((row) => ({ kind: 'HOLD_TIMEOUT', idempotencyKey: `${systemKeyPrefix}hold-timeout:${row.id}`, holdId: row.id })),
+      this.#deps.log,
     );
-    let voided = 0;
-    for (const r of results) {
-      if (r.status === 'fulfilled') {
-        if (!r.value.replayed) voided += 1;
-      } else if (!(r.reason instanceof LedgerError && r.reason.code === 'FAILED_PRECONDITION')) {
-        // A hold captured, released or extended meanwhile is refused, which is fine.
-        this.#deps.log.warn({ err: r.reason }, 'hold timeout failed');
-      }
-    }
     if (voided > 0) this.#deps.log.info({ voided }, 'voided lapsed holds');
     return voided;
   }
+}
+
+/**
+ * Submits the ledger's own commands through the write queue like any caller's, so each is a
+ * journaled entry under a key derived from its target: two ledger processes sweeping at once
+ * write one entry per target. Returns how many wrote an entry; refusals (the target changed
+ * meanwhile) are expected and not errors.
+ */
+export async function submitAll(queue: WriteQueue, commands: Command[], log: Logger): Promise<number> {
+  const results = await Promise.allSettled(
+    commands.map((command) =>
+      queue.submit({ command, requestHash: requestHash(command), actor: sweeperActor, deadlineMs: Infinity }),
+    ),
+  );
+  let written = 0;
+  for (const r of results) {
+    if (r.status === 'fulfilled') {
+      if (!r.value.replayed) written += 1;
+    } else if (!(r.reason instanceof LedgerError && r.reason.code === 'FAILED_PRECONDITION')) {
+      log.warn({ err: r.reason }, 'sweeper command failed');
+    }
+  }
+  return written;
 }

@@ -9,6 +9,7 @@ import { executeBatch } from './execute-batch.js';
 import { Authenticator } from './grpc/auth.js';
 import { ledgerServiceHandlers } from './grpc/ledger-service.js';
 import { GrpcServer, type ServiceBinding } from './grpc/server.js';
+import { ExpirySweeper } from './expiry-sweeper.js';
 import { HoldSweeper } from './hold-sweeper.js';
 import { ensurePlatformAccounts } from './store/platform-accounts.js';
 import { EntryReader } from './store/read-entries.js';
@@ -31,6 +32,7 @@ export interface LedgerDeps {
 export class Ledger {
   readonly queue: WriteQueue;
   readonly sweeper: HoldSweeper;
+  readonly expirySweeper: ExpirySweeper;
   readonly grpc: GrpcServer;
   readonly prisma: PrismaClient;
   readonly platform: PlatformAccounts;
@@ -54,6 +56,14 @@ export class Ledger {
       log,
       periodMs: options.holdSweepPeriodMs,
       batchMax: options.holdSweepBatchMax,
+    });
+    this.expirySweeper = new ExpirySweeper({
+      pool,
+      queue: this.queue,
+      clock,
+      log,
+      periodMs: options.expirySweepPeriodMs,
+      batchMax: options.expirySweepBatchMax,
     });
     this.prisma = createPrisma(pool);
     const handlers = ledgerServiceHandlers({
@@ -85,7 +95,10 @@ export class Ledger {
   /** Listens on the configured address (or `address`), starts the sweeper, returns the port. */
   async start(address = this.#deps.options.grpcAddr, sweeper = true): Promise<number> {
     this.#port = await this.grpc.listen(address);
-    if (sweeper) this.sweeper.start();
+    if (sweeper) {
+      this.sweeper.start();
+      this.expirySweeper.start();
+    }
     this.#deps.log.info({ address, port: this.#port }, 'ledger listening');
     return this.#port;
   }
@@ -96,6 +109,7 @@ export class Ledger {
    */
   async stop(): Promise<void> {
     await this.sweeper.stop();
+    await this.expirySweeper.stop();
     await this.grpc.drain(this.#deps.options.drainGraceMs);
     await this.queue.close();
     await this.prisma.$disconnect();

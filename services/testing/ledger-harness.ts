@@ -26,6 +26,8 @@ export function ledgerOptions(overrides: Partial<LedgerOptions> = {}): LedgerOpt
     holdTtlMsMax: 3_600_000,
     holdSweepPeriodMs: 50,
     holdSweepBatchMax: 500,
+    expirySweepPeriodMs: 50,
+    expirySweepBatchMax: 500,
     drainGraceMs: 2_000,
     ...overrides,
   };

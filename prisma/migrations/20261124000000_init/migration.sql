@@ -40,12 +40,25 @@ CREATE TABLE lots (
   deferred_account_id  bigint NULL UNIQUE REFERENCES accounts (id),
   external_ref         text NULL UNIQUE,
   entry_seq            bigint NOT NULL,
+  -- Subscription lots: the plan and the period they belong to (one lot per user and period).
+  plan                 text NULL,
+  period_start         timestamptz(3) NULL,
+  -- Money refunded so far against this lot (refunds are cumulative, never above the cost).
+  refunded_micros      bigint NOT NULL DEFAULT 0 CHECK (refunded_micros >= 0 AND refunded_micros <= cost_basis_micros),
+  -- Set once the expiry sweeper has nothing more to do for the lot: its remainder at expiry
+  -- was journaled (or there was none). Credits held at expiry are expired when released.
+  expiry_swept         boolean NOT NULL DEFAULT false,
   -- A paid lot has a currency and a deferred-revenue account; a free one has neither.
   CONSTRAINT lots_paid_shape CHECK (
     (cost_basis_micros > 0) = (deferred_account_id IS NOT NULL)
     AND (cost_basis_micros > 0) = (currency IS NOT NULL))
 );
 CREATE INDEX lots_user_id_idx ON lots (user_id);
+CREATE UNIQUE INDEX lots_subscription_period_idx ON lots (user_id, period_start)
+  WHERE bucket = 'SUBSCRIPTION' AND period_start IS NOT NULL;
+-- The expiry sweeper's query: lots past expiry it has not finished with.
+CREATE INDEX lots_expiry_pending_idx ON lots (expires_at)
+  WHERE expires_at IS NOT NULL AND NOT expiry_swept;
 
 CREATE TABLE entries (
   seq              bigint PRIMARY KEY CHECK (seq > 0),
@@ -61,12 +74,15 @@ CREATE TABLE entries (
   allocation       jsonb NULL,
   metadata         jsonb NOT NULL DEFAULT '{}',
   result           jsonb NOT NULL,
+  -- A reversal names the entry it mirrors; an entry is reversed at most once.
+  reverses_seq     bigint NULL UNIQUE,
   prev_hash        bytea NOT NULL CHECK (length(prev_hash) = 32),
   hash             bytea NOT NULL CHECK (length(hash) = 32)
 );
 CREATE INDEX entries_user_id_seq_idx ON entries (user_id, seq);
 CREATE INDEX entries_kind_seq_idx ON entries (kind, seq);
-CREATE INDEX entries_recorded_at_idx ON entries (recorded_at);
+-- "The last entry recorded at or before T" (point-in-time reads): recorded_at grows with seq.
+CREATE INDEX entries_recorded_at_idx ON entries (recorded_at, seq);
 
 CREATE TABLE transfers (
   entry_seq             bigint NOT NULL,

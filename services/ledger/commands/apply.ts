@@ -7,6 +7,10 @@ import { applyGrant } from './grant.js';
 import { applyPurchase } from './purchase.js';
 import { applyHoldTimeout, applyRelease } from './release.js';
 import { applyReserve } from './reserve.js';
+import { applyRenewSubscription } from './renew-subscription.js';
+import { applyExpire } from './expire.js';
+import { applyRefund } from './refund.js';
+import { applyReverse } from './reverse.js';
 
 /** Drafts the entry a command would post. Throws LedgerError for a refusal; writes nothing. */
 export function draftEntry(state: LedgerState, command: Command): EntryDraft {
@@ -27,13 +31,21 @@ export function draftEntry(state: LedgerState, command: Command): EntryDraft {
       return applyHoldTimeout(state, command);
     case 'CONSUME':
       return applyConsume(state, command);
+    case 'RENEW_SUBSCRIPTION':
+      return applyRenewSubscription(state, command);
+    case 'EXPIRE':
+      return applyExpire(state, command);
+    case 'REFUND':
+      return applyRefund(state, command);
+    case 'REVERSE':
+      return applyReverse(state, command);
   }
 }
 
 /** How many account ids a command may need, so a batch can pre-allocate them in one query. */
 export function accountIdsNeeded(command: Command): number {
   if (command.kind === 'GRANT') return 1;
-  if (command.kind === 'PURCHASE') return 2;
+  if (command.kind === 'PURCHASE' || command.kind === 'RENEW_SUBSCRIPTION') return 2;
   return 0;
 }
 

@@ -4,7 +4,7 @@ import type { EntryDraft, LedgerState, TransferDraft } from '../domain/ledger-st
 import type { Allocation, CaptureCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { openHold } from './hold-access.js';
-import { creditTransfer, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
+import { creditTransfer, expiryTransfers, LotMoney, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
 
 export interface CaptureInput {
   idempotencyKey: string;
@@ -37,6 +37,7 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
   }
   const transfers: TransferDraft[] = [];
   const spent: Allocation[] = [];
+  const released: Allocation[] = [];
   let remaining = cmd.credits;
   for (const leg of hold.legs) {
     const take = leg.amount < remaining ? leg.amount : remaining;
@@ -48,10 +49,20 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
     }
     if (leg.amount > take) {
       transfers.push(creditTransfer('VOID_PENDING', leg.lotId, state.platform.consumed, leg.amount - take, pending));
+      released.push({ lotId: leg.lotId, credits: leg.amount - take });
     }
   }
-  transfers.push(...recognitionTransfers(state, spent), ...upstreamTransfers(state, cmd.upstream));
-  const released = hold.credits - cmd.credits;
+  // A lot that expired while this hold was open stays capturable for it; what the capture
+  // releases from such a lot is expired in this same entry (DESIGN.md §3).
+  const money = new LotMoney(state);
+  transfers.push(...recognitionTransfers(state, money, spent));
+  let expired = 0n;
+  for (const r of released) {
+    if (!state.isExpired(state.lot(r.lotId))) continue;
+    transfers.push(...expiryTransfers(state, money, r.lotId, r.credits));
+    expired += r.credits;
+  }
+  transfers.push(...upstreamTransfers(state, cmd.upstream));
   return {
     kind: 'CAPTURE',
     userId: hold.userId,
@@ -63,7 +74,15 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
     transfers,
     newAccounts: [],
     newLot: null,
+    lotUpdates: [],
+    reversesSeq: null,
     hold: { ...hold, status: 'CAPTURED', closedSeq: state.nextSeq, capturedCredits: cmd.credits },
-    result: { holdId: hold.id, capturedCredits: cmd.credits, releasedCredits: released, allocation: spent },
+    result: {
+      holdId: hold.id,
+      capturedCredits: cmd.credits,
+      releasedCredits: hold.credits - cmd.credits,
+      allocation: spent,
+      ...(expired > 0n ? { expiredCredits: expired } : {}),
+    },
   };
 }

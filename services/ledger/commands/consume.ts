@@ -2,7 +2,7 @@ import { drawdownPolicyVersion } from '../domain/drawdown.js';
 import type { EntryDraft, LedgerState } from '../domain/ledger-state.js';
 import type { ConsumeCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
-import { allocateOrRefuse, creditTransfer, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
+import { allocateOrRefuse, creditTransfer, LotMoney, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
 
 export interface ConsumeInput {
   idempotencyKey: string;
@@ -36,11 +36,13 @@ export function applyConsume(state: LedgerState, cmd: ConsumeCommand): EntryDraf
     metadata: upstreamMetadata(cmd.upstream, cmd.metadata),
     transfers: [
       ...allocation.map((a) => creditTransfer('POSTED', a.lotId, state.platform.consumed, a.credits)),
-      ...recognitionTransfers(state, allocation),
+      ...recognitionTransfers(state, new LotMoney(state), allocation),
       ...upstreamTransfers(state, cmd.upstream),
     ],
     newAccounts: [],
     newLot: null,
+    lotUpdates: [],
+    reversesSeq: null,
     hold: null,
     result: { allocation },
   };

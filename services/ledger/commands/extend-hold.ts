@@ -36,6 +36,8 @@ export function applyExtendHold(state: LedgerState, cmd: ExtendHoldCommand): Ent
     transfers: [],
     newAccounts: [],
     newLot: null,
+    lotUpdates: [],
+    reversesSeq: null,
     hold: { ...hold, expiresAt },
     result: { holdId: hold.id, expiresAt },
   };

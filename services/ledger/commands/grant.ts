@@ -56,7 +56,13 @@ export function applyGrant(state: LedgerState, cmd: GrantCommand): EntryDraft {
       deferredAccountId: null,
       externalRef: null,
       entrySeq: state.nextSeq,
+      plan: null,
+      periodStart: null,
+      refundedMicros: 0n,
+      expirySwept: false,
     },
+    lotUpdates: [],
+    reversesSeq: null,
     hold: null,
     result: { lotId },
   };

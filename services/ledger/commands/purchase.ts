@@ -86,7 +86,13 @@ export function applyPurchase(state: LedgerState, cmd: PurchaseCommand): EntryDr
       deferredAccountId: deferredId,
       externalRef: cmd.externalRef,
       entrySeq: state.nextSeq,
+      plan: null,
+      periodStart: null,
+      refundedMicros: 0n,
+      expirySwept: false,
     },
+    lotUpdates: [],
+    reversesSeq: null,
     hold: null,
     result: { lotId },
   };

@@ -3,7 +3,7 @@ import type { EntryDraft, HoldState, LedgerState } from '../domain/ledger-state.
 import type { HoldTimeoutCommand, ReleaseCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { openHold } from './hold-access.js';
-import { creditTransfer } from './spend.js';
+import { creditTransfer, expiryTransfers, LotMoney } from './spend.js';
 
 export interface ReleaseInput {
   idempotencyKey: string;
@@ -34,12 +34,19 @@ export function applyHoldTimeout(state: LedgerState, cmd: HoldTimeoutCommand): E
   return voidHold(state, hold, 'HOLD_TIMEOUT', { hold_expired_at: hold.expiresAt.toISOString() });
 }
 
+/**
+ * Voids every leg of a hold. Credits that return to a lot which expired meanwhile are expired
+ * in the same entry, so they never become spendable again (DESIGN.md §3).
+ */
 function voidHold(
   state: LedgerState,
   hold: HoldState,
   kind: 'RELEASE' | 'HOLD_TIMEOUT',
   metadata: Record<string, string>,
 ): EntryDraft {
+  const money = new LotMoney(state);
+  const expiries = hold.legs.filter((leg) => state.isExpired(state.lot(leg.lotId)));
+  const expired = expiries.reduce((sum, leg) => sum + leg.amount, 0n);
   return {
     kind,
     userId: hold.userId,
@@ -48,12 +55,17 @@ function voidHold(
     policyVersion: null,
     allocation: null,
     metadata,
-    transfers: hold.legs.map((leg) =>
-      creditTransfer('VOID_PENDING', leg.lotId, state.platform.consumed, leg.amount, { seq: leg.seq, idx: leg.idx }),
-    ),
+    transfers: [
+      ...hold.legs.map((leg) =>
+        creditTransfer('VOID_PENDING', leg.lotId, state.platform.consumed, leg.amount, { seq: leg.seq, idx: leg.idx }),
+      ),
+      ...expiries.flatMap((leg) => expiryTransfers(state, money, leg.lotId, leg.amount)),
+    ],
     newAccounts: [],
     newLot: null,
+    lotUpdates: [],
+    reversesSeq: null,
     hold: { ...hold, status: kind === 'RELEASE' ? 'RELEASED' : 'EXPIRED', closedSeq: state.nextSeq },
-    result: { holdId: hold.id, releasedCredits: hold.credits },
+    result: { holdId: hold.id, releasedCredits: hold.credits, ...(expired > 0n ? { expiredCredits: expired } : {}) },
   };
 }

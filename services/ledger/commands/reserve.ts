@@ -42,6 +42,8 @@ export function applyReserve(state: LedgerState, cmd: ReserveCommand): EntryDraf
     transfers: allocation.map((a) => creditTransfer('PENDING', a.lotId, state.platform.consumed, a.credits)),
     newAccounts: [],
     newLot: null,
+    lotUpdates: [],
+    reversesSeq: null,
     hold: {
       id: holdId,
       userId: cmd.userId,

@@ -1,6 +1,7 @@
 import { recognizedMicros } from '../domain/drawdown.js';
 import type { LedgerState, TransferDraft } from '../domain/ledger-state.js';
 import { refused, notFound } from '../domain/errors.js';
+import type { MoneyAccounts } from '../domain/ledger-state.js';
 import { creditUnit, type Allocation, type UpstreamCost } from '../domain/types.js';
 
 /**
@@ -21,27 +22,78 @@ export function allocateOrRefuse(state: LedgerState, userId: string, credits: bi
 }
 
 /**
- * Money legs for credits that were spent: each paid lot's share of its deferred revenue moves
- * to recognised revenue, computed against the lot's balance before this entry.
+ * Each lot's deferred revenue, followed through one entry: every credit that leaves a lot
+ * (spent, expired, clawed back) takes its proportional share of what is still deferred,
+ * computed against the lot's balance after the entry's earlier legs. A lot emptied by one
+ * entry in several legs therefore releases all of its deferred money, to the micro.
  */
-export function recognitionTransfers(state: LedgerState, spent: readonly Allocation[]): TransferDraft[] {
-  const transfers: TransferDraft[] = [];
-  for (const { lotId, credits } of spent) {
-    const lot = state.lot(lotId);
-    if (lot.deferredAccountId === null || lot.currency === null) continue;
-    const deferred = state.account(lot.deferredAccountId);
-    const amount = recognizedMicros(deferred.creditsPosted - deferred.debitsPosted, state.lotBalance(lotId), credits);
-    if (amount === 0n) continue;
-    transfers.push({
-      kind: 'POSTED',
-      debit: lot.deferredAccountId,
-      credit: state.money(lot.currency).recognized,
-      amount,
-      unit: lot.currency,
-      pending: null,
-    });
+export class LotMoney {
+  readonly #state: LedgerState;
+  readonly #left = new Map<bigint, { balance: bigint; deferred: bigint }>();
+
+  constructor(state: LedgerState) {
+    this.#state = state;
   }
-  return transfers;
+
+  /** The deferred micros that go with `credits` leaving the lot, or 0 for a free lot. */
+  take(lotId: bigint, credits: bigint): bigint {
+    const lot = this.#state.lot(lotId);
+    if (lot.deferredAccountId === null) return 0n;
+    let left = this.#left.get(lotId);
+    if (!left) {
+      const deferred = this.#state.account(lot.deferredAccountId);
+      left = { balance: this.#state.lotBalance(lotId), deferred: deferred.creditsPosted - deferred.debitsPosted };
+      this.#left.set(lotId, left);
+    }
+    const share = recognizedMicros(left.deferred, left.balance, credits);
+    left.balance -= credits;
+    left.deferred -= share;
+    return share;
+  }
+
+  /** Deferred micros still in the lot after the legs taken so far. */
+  deferredLeft(lotId: bigint): bigint {
+    const lot = this.#state.lot(lotId);
+    if (lot.deferredAccountId === null) return 0n;
+    const left = this.#left.get(lotId);
+    if (left) return left.deferred;
+    const deferred = this.#state.account(lot.deferredAccountId);
+    return deferred.creditsPosted - deferred.debitsPosted;
+  }
+}
+
+/** A money leg from a lot's deferred revenue to a platform account, if there is money to move. */
+function deferredLeg(state: LedgerState, lotId: bigint, micros: bigint, to: keyof MoneyAccounts): TransferDraft[] {
+  const lot = state.lot(lotId);
+  if (micros === 0n || lot.deferredAccountId === null || lot.currency === null) return [];
+  return [
+    { kind: 'POSTED', debit: lot.deferredAccountId, credit: state.money(lot.currency)[to], amount: micros, unit: lot.currency, pending: null },
+  ];
+}
+
+/** Credits spent: each paid lot's share of deferred revenue becomes recognised revenue. */
+export function recognitionTransfers(state: LedgerState, money: LotMoney, spent: readonly Allocation[]): TransferDraft[] {
+  return spent.flatMap(({ lotId, credits }) => deferredLeg(state, lotId, money.take(lotId, credits), 'recognized'));
+}
+
+/**
+ * Credits expired: lot → platform.credits_expired, and the lot's share of deferred revenue
+ * becomes breakage.
+ */
+export function expiryTransfers(state: LedgerState, money: LotMoney, lotId: bigint, credits: bigint): TransferDraft[] {
+  if (credits === 0n) return [];
+  return [
+    creditTransfer('POSTED', lotId, state.platform.expired, credits),
+    ...deferredLeg(state, lotId, money.take(lotId, credits), 'breakage'),
+  ];
+}
+
+export function breakageTransfers(state: LedgerState, lotId: bigint, micros: bigint): TransferDraft[] {
+  return deferredLeg(state, lotId, micros, 'breakage');
+}
+
+export function refundTransfers(state: LedgerState, lotId: bigint, micros: bigint): TransferDraft[] {
+  return deferredLeg(state, lotId, micros, 'refunds');
 }
 
 /** The upstream's bill for the work: an expense and what the platform owes for it. */

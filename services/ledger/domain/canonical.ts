@@ -63,6 +63,10 @@ export function resultToJson(result: WriteResult): ResultJson {
   if (result.allocation !== undefined) json.allocation = allocationToJson(result.allocation);
   if (result.capturedCredits !== undefined) json.captured_credits = result.capturedCredits.toString();
   if (result.releasedCredits !== undefined) json.released_credits = result.releasedCredits.toString();
+  if (result.expiredCredits !== undefined) json.expired_credits = result.expiredCredits.toString();
+  if (result.clawedBackCredits !== undefined) json.clawed_back_credits = result.clawedBackCredits.toString();
+  if (result.shortfallCredits !== undefined) json.shortfall_credits = result.shortfallCredits.toString();
+  if (result.refundedMicrosTotal !== undefined) json.refunded_micros_total = result.refundedMicrosTotal.toString();
   return json;
 }
 
@@ -84,6 +88,14 @@ export function resultFromJson(json: ResultJson, replayed: boolean): WriteResult
   if (captured !== undefined) result.capturedCredits = BigInt(captured);
   const released = str('released_credits');
   if (released !== undefined) result.releasedCredits = BigInt(released);
+  const expired = str('expired_credits');
+  if (expired !== undefined) result.expiredCredits = BigInt(expired);
+  const clawed = str('clawed_back_credits');
+  if (clawed !== undefined) result.clawedBackCredits = BigInt(clawed);
+  const shortfall = str('shortfall_credits');
+  if (shortfall !== undefined) result.shortfallCredits = BigInt(shortfall);
+  const refunded = str('refunded_micros_total');
+  if (refunded !== undefined) result.refundedMicrosTotal = BigInt(refunded);
   return result;
 }
 
@@ -106,6 +118,7 @@ export interface HashableEntry {
   allocation: unknown;
   metadata: unknown;
   result: unknown;
+  reversesSeq: bigint | string | null;
   transfers: readonly HashableTransfer[];
 }
 
@@ -141,6 +154,7 @@ export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
     allocation: entry.allocation,
     metadata: entry.metadata,
     result: entry.result,
+    reverses_seq: entry.reversesSeq,
     transfers: entry.transfers.map((t) => [
       t.idx,
       t.kind,

@@ -18,7 +18,12 @@ export type RefusalReason =
   | 'INSUFFICIENT_CREDITS'
   | 'HOLD_EXPIRED'
   | 'HOLD_CLOSED'
-  | 'CAPTURE_EXCEEDS_HOLD';
+  | 'CAPTURE_EXCEEDS_HOLD'
+  | 'REFUND_EXCEEDS_PAYMENT'
+  | 'ALREADY_REVERSED'
+  | 'NOT_REVERSIBLE'
+  | 'HOLD_OPEN'
+  | 'NOTHING_TO_EXPIRE';
 
 export class LedgerError extends Error {
   override readonly name = 'LedgerError';

@@ -42,6 +42,10 @@ export interface LotState {
   deferredAccountId: bigint | null;
   externalRef: string | null;
   entrySeq: bigint;
+  plan: string | null;
+  periodStart: Date | null;
+  refundedMicros: bigint;
+  expirySwept: boolean;
 }
 
 /** One pending transfer of a hold: a lot's share of the reservation. */
@@ -84,6 +88,17 @@ export interface PlatformAccounts {
   all: ReadonlyMap<bigint, { code: string; unit: Unit }>;
 }
 
+/** An entry as a reversal needs it: what it moved, and whether it was reversed already. */
+export interface ReversibleEntry {
+  seq: bigint;
+  kind: EntryKind;
+  userId: string | null;
+  holdId: string | null;
+  reversesSeq: bigint | null;
+  reversedBy: bigint | null;
+  transfers: { kind: TransferKind; debit: bigint; credit: bigint; amount: bigint; unit: Unit }[];
+}
+
 export interface StoredKey {
   requestHash: Buffer;
   result: WriteResult;
@@ -110,8 +125,12 @@ export interface EntryDraft {
   transfers: TransferDraft[];
   newAccounts: AccountState[];
   newLot: LotState | null;
+  /** New state of existing lots whose bookkeeping this entry changes (refunds, expiry). */
+  lotUpdates: LotState[];
   /** The hold's state after this entry (new or changed). */
   hold: HoldState | null;
+  /** For a reversal: the entry it mirrors. */
+  reversesSeq: bigint | null;
   result: Omit<WriteResult, 'entryId' | 'replayed'>;
 }
 
@@ -137,6 +156,10 @@ export interface LedgerStateInit {
   keys: ReadonlyMap<string, StoredKey>;
   /** external_ref → entry seq of purchases already in the journal. */
   externalRefs: ReadonlyMap<string, bigint>;
+  /** `${userId}|${periodStart ISO}` of subscription periods already granted → entry seq. */
+  subscriptionPeriods: ReadonlyMap<string, bigint>;
+  /** Entries reversals in this batch may mirror, with whether they were reversed already. */
+  reversible: ReadonlyMap<bigint, ReversibleEntry>;
   platform: PlatformAccounts;
   /** Pre-allocated ids for the accounts this batch may create. */
   accountIds: bigint[];
@@ -179,12 +202,16 @@ export class LedgerState {
   readonly #newAccounts: AccountState[] = [];
   readonly #lotsByUser = new Map<string, LotState[]>();
   readonly #lots = new Map<bigint, LotState>();
+  readonly #lotByRef = new Map<string, bigint>();
   readonly #newLots: LotState[] = [];
   readonly #holds = new Map<string, HoldState>();
   readonly #holdsInserted = new Set<string>();
   readonly #holdsChanged = new Set<string>();
   readonly #keys: Map<string, StoredKey>;
   readonly #externalRefs: Map<string, bigint>;
+  readonly #subscriptionPeriods: Map<string, bigint>;
+  readonly #reversible: Map<bigint, ReversibleEntry>;
+  readonly #lotsChanged = new Set<bigint>();
   readonly #accountIds: bigint[];
 
   constructor(init: LedgerStateInit) {
@@ -202,6 +229,8 @@ export class LedgerState {
     for (const hold of init.holds) this.#holds.set(hold.id, hold);
     this.#keys = new Map(init.keys);
     this.#externalRefs = new Map(init.externalRefs);
+    this.#subscriptionPeriods = new Map(init.subscriptionPeriods);
+    this.#reversible = new Map(init.reversible);
     this.#accountIds = [...init.accountIds];
   }
 
@@ -244,6 +273,34 @@ export class LedgerState {
 
   externalRefEntry(ref: string): bigint | undefined {
     return this.#externalRefs.get(ref);
+  }
+
+  subscriptionPeriodEntry(userId: string, periodStart: Date): bigint | undefined {
+    return this.#subscriptionPeriods.get(periodKey(userId, periodStart));
+  }
+
+  /** The loaded lot bought with `externalRef`, if any. */
+  lotIdForExternalRef(externalRef: string): bigint | undefined {
+    return this.#lotByRef.get(externalRef);
+  }
+
+  reversible(seq: bigint): ReversibleEntry | undefined {
+    return this.#reversible.get(seq);
+  }
+
+  /** The user's lots that still hold posted credits, in no particular order. */
+  liveLots(userId: string): readonly LotState[] {
+    return this.#lotsByUser.get(userId) ?? [];
+  }
+
+  /** A lot's credits not under a hold (expired or not). */
+  lotUnheld(lotId: bigint): bigint {
+    const a = this.account(lotId);
+    return a.creditsPosted - a.debitsPosted - a.debitsPending;
+  }
+
+  isExpired(lot: LotState): boolean {
+    return lot.expiresAt !== null && lot.expiresAt.getTime() <= this.now.getTime();
   }
 
   money(currency: string): MoneyAccounts {
@@ -383,6 +440,19 @@ export class LedgerState {
         this.#newUsers.add(draft.newLot.userId);
       }
     }
+    for (const lot of draft.lotUpdates) {
+      const current = this.#lots.get(lot.accountId);
+      if (!current) throw new Error(`post: lot ${lot.accountId} was not loaded`);
+      Object.assign(current, lot);
+      if (!this.#newLots.includes(current)) this.#lotsChanged.add(lot.accountId);
+    }
+    if (draft.newLot?.periodStart) {
+      this.#subscriptionPeriods.set(periodKey(draft.newLot.userId, draft.newLot.periodStart), seq);
+    }
+    if (draft.reversesSeq !== null) {
+      const original = this.#reversible.get(draft.reversesSeq);
+      if (original) original.reversedBy = seq;
+    }
     if (draft.hold) {
       if (!this.#holds.has(draft.hold.id)) this.#holdsInserted.add(draft.hold.id);
       else if (!this.#holdsInserted.has(draft.hold.id)) this.#holdsChanged.add(draft.hold.id);
@@ -403,6 +473,7 @@ export class LedgerState {
       allocation: draft.allocation,
       metadata: draft.metadata,
       result,
+      reversesSeq: draft.reversesSeq,
       prevHash: this.#headHash,
       hash: Buffer.alloc(0),
       transfers,
@@ -423,6 +494,7 @@ export class LedgerState {
     accountDeltas: AccountDelta[];
     holdsInserted: HoldState[];
     holdsChanged: HoldState[];
+    lotsChanged: LotState[];
   } {
     const accountDeltas: AccountDelta[] = [];
     for (const [id, initial] of this.#initial) {
@@ -447,15 +519,22 @@ export class LedgerState {
       accountDeltas,
       holdsInserted: pick(this.#holdsInserted),
       holdsChanged: pick(this.#holdsChanged),
+      lotsChanged: [...this.#lotsChanged].map((id) => this.#lots.get(id)!),
     };
   }
 
   #addLot(lot: LotState): void {
+    if (this.#lots.has(lot.accountId)) return;
     this.#lots.set(lot.accountId, lot);
+    if (lot.externalRef !== null) this.#lotByRef.set(lot.externalRef, lot.accountId);
     const list = this.#lotsByUser.get(lot.userId);
     if (list) list.push(lot);
     else this.#lotsByUser.set(lot.userId, [lot]);
   }
+}
+
+function periodKey(userId: string, periodStart: Date): string {
+  return `${userId}|${periodStart.toISOString()}`;
 }
 
 function totalsOf(a: Totals): Totals {

@@ -11,7 +11,11 @@ export type EntryKind =
   | 'CAPTURE'
   | 'RELEASE'
   | 'HOLD_TIMEOUT'
-  | 'CONSUME';
+  | 'CONSUME'
+  | 'RENEW_SUBSCRIPTION'
+  | 'EXPIRE'
+  | 'REFUND'
+  | 'REVERSE';
 
 export type TransferKind = 'POSTED' | 'PENDING' | 'POST_PENDING' | 'VOID_PENDING';
 export type AccountKind = 'PLATFORM' | 'LOT' | 'DEFERRED';
@@ -109,7 +113,48 @@ export interface ConsumeCommand extends CommandBase {
   metadata: Metadata;
 }
 
+export interface RenewSubscriptionCommand extends CommandBase {
+  kind: 'RENEW_SUBSCRIPTION';
+  userId: string;
+  plan: string;
+  periodStart: Date;
+  periodEnd: Date;
+  credits: bigint;
+  /** Zero for a free plan: the lot then has no deferred revenue. */
+  amountMicros: bigint;
+  currency: string | null;
+  /** The invoice id (`in_…`); required when amountMicros > 0. */
+  externalRef: string | null;
+  metadata: Metadata;
+}
+
+/** Issued by the ledger's expiry sweeper for a lot past its expiry. */
+export interface ExpireCommand extends CommandBase {
+  kind: 'EXPIRE';
+  lotId: bigint;
+}
+
+export type RefundReason = 'REFUND' | 'DISPUTE';
+
+export interface RefundCommand extends CommandBase {
+  kind: 'REFUND';
+  externalRef: string;
+  amountMicros: bigint;
+  reason: RefundReason;
+  metadata: Metadata;
+}
+
+export interface ReverseCommand extends CommandBase {
+  kind: 'REVERSE';
+  entrySeq: bigint;
+  reason: string;
+}
+
 export type Command =
+  | RenewSubscriptionCommand
+  | ExpireCommand
+  | RefundCommand
+  | ReverseCommand
   | GrantCommand
   | PurchaseCommand
   | ReserveCommand
@@ -129,6 +174,13 @@ export interface WriteResult {
   allocation?: Allocation[];
   capturedCredits?: bigint;
   releasedCredits?: bigint;
+  /** Credits expired by this entry (renewal, expiry, a release after the lot expired). */
+  expiredCredits?: bigint;
+  clawedBackCredits?: bigint;
+  /** Credits a refund should have clawed back but that were already spent. */
+  shortfallCredits?: bigint;
+  /** Money refunded against the purchase so far, this refund included. */
+  refundedMicrosTotal?: bigint;
 }
 
 export interface TransferRecord {
@@ -162,6 +214,7 @@ export interface EntryRecord {
   allocation: Allocation[] | null;
   metadata: Metadata;
   result: WriteResult;
+  reversesSeq: bigint | null;
   prevHash: Buffer;
   hash: Buffer;
   transfers: TransferRecord[];

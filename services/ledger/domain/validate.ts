@@ -1,4 +1,6 @@
 import { invalid } from './errors.js';
+
+export { invalid as invalidField };
 import { limits, systemKeyPrefix } from './limits.js';
 import type { Bucket, Metadata, UpstreamCost } from './types.js';
 
@@ -40,6 +42,10 @@ export function userId(value: unknown): string {
 
 export function externalRef(value: unknown): string {
   return boundedString('external_ref', value, limits.externalRefLengthMax);
+}
+
+export function plan(value: unknown): string {
+  return boundedString('plan', value, 64);
 }
 
 export function holdId(value: unknown): string {

@@ -16,11 +16,11 @@ export interface Principal {
   role: Role;
 }
 
-const reads = ['GetBalance', 'GetEntry', 'ListEntries'] as const;
+const reads = ['GetBalance', 'Quote', 'GetEntry', 'ListEntries', 'StreamJournal'] as const;
 
-/** What each role may call (DESIGN.md §6). Admin may call everything. */
+/** What each role may call (DESIGN.md §6). Admin may call everything; Grant and Reverse are admin-only. */
 const allowed: Record<Exclude<Role, 'admin'>, ReadonlySet<string>> = {
-  payments: new Set(['Purchase', ...reads]),
+  payments: new Set(['Purchase', 'RenewSubscription', 'Refund', ...reads]),
   worker: new Set(['Reserve', 'ExtendHold', 'Capture', 'Release', 'Consume', ...reads]),
   auditor: new Set([...reads]),
 };

@@ -1,5 +1,5 @@
 import * as pb from '../../generated/proto/credits/ledger/v1/ledger.js';
-import type { Allocation, Bucket, EntryKind, TransferKind } from '../domain/types.js';
+import type { Allocation, Bucket, EntryKind, RefundReason, TransferKind } from '../domain/types.js';
 import type { Balance } from '../store/read-balance.js';
 import type { EntryView } from '../store/read-entries.js';
 import { invalid } from '../domain/errors.js';
@@ -34,7 +34,17 @@ const entryKindToPb: Record<EntryKind, pb.EntryKind> = {
   RELEASE: pb.EntryKind.ENTRY_KIND_RELEASE,
   HOLD_TIMEOUT: pb.EntryKind.ENTRY_KIND_HOLD_TIMEOUT,
   CONSUME: pb.EntryKind.ENTRY_KIND_CONSUME,
+  RENEW_SUBSCRIPTION: pb.EntryKind.ENTRY_KIND_RENEW_SUBSCRIPTION,
+  EXPIRE: pb.EntryKind.ENTRY_KIND_EXPIRE,
+  REFUND: pb.EntryKind.ENTRY_KIND_REFUND,
+  REVERSE: pb.EntryKind.ENTRY_KIND_REVERSE,
 };
+
+export function refundReasonFromPb(reason: pb.RefundReason): RefundReason | null {
+  if (reason === pb.RefundReason.REFUND_REASON_REFUND) return 'REFUND';
+  if (reason === pb.RefundReason.REFUND_REASON_DISPUTE) return 'DISPUTE';
+  return null;
+}
 
 export function entryKindFromPb(kind: pb.EntryKind): EntryKind | null {
   if (kind === pb.EntryKind.ENTRY_KIND_UNSPECIFIED) return null;
@@ -113,5 +123,7 @@ export function entryToPb(e: EntryView): pb.Entry {
     prevHash: e.prevHash,
     hash: e.hash,
     holdId: e.holdId ?? '',
+    reversesEntryId: e.reversesSeq ?? 0n,
+    reversedByEntryId: e.reversedBySeq ?? 0n,
   };
 }

@@ -11,10 +11,13 @@ import { parseReserve } from '../commands/reserve.js';
 import { requestHash } from '../domain/canonical.js';
 import type { Command, WriteResult } from '../domain/types.js';
 import * as v from '../domain/validate.js';
-import { readBalance } from '../store/read-balance.js';
+import { parseRefund } from '../commands/refund.js';
+import { parseRenewSubscription } from '../commands/renew-subscription.js';
+import { parseReverse } from '../commands/reverse.js';
+import { readBalance, readQuote } from '../store/read-balance.js';
 import type { EntryReader } from '../store/read-entries.js';
 import type { WriteQueue } from '../write-queue.js';
-import { allocationsToPb, balanceToPb, bucketFromPb, entryKindFromPb, entryToPb } from './convert.js';
+import { allocationsToPb, balanceToPb, bucketFromPb, entryKindFromPb, entryToPb, refundReasonFromPb } from './convert.js';
 import type { CallContext, Handlers } from './server.js';
 
 export interface LedgerServiceDeps {
@@ -23,7 +26,12 @@ export interface LedgerServiceDeps {
   pool: pg.Pool;
   clock: Clock;
   validation: v.ValidationContext;
+  /** How long StreamJournal waits before looking for new entries when it has caught up. */
+  streamPollMs?: number;
 }
+
+/** Entries StreamJournal reads per query. */
+const streamPageSize = 100;
 
 /**
  * LedgerService as plain async functions: parse (validating every field before anything else
@@ -76,8 +84,45 @@ export function ledgerServiceHandlers(deps: LedgerServiceDeps): Handlers<pb.Ledg
       const r = await write(parseConsume(req, ctx), call);
       return { entryId: r.entryId, allocations: allocationsToPb(r.allocation), replayed: r.replayed };
     },
+    async renewSubscription(req, call) {
+      const r = await write(parseRenewSubscription(req, ctx), call);
+      return { entryId: r.entryId, lotId: r.lotId ?? 0n, expiredCredits: r.expiredCredits ?? 0n, replayed: r.replayed };
+    },
+    async refund(req, call) {
+      const r = await write(parseRefund({ ...req, reason: refundReasonFromPb(req.reason) }), call);
+      return {
+        entryId: r.entryId,
+        clawedBackCredits: r.clawedBackCredits ?? 0n,
+        shortfallCredits: r.shortfallCredits ?? 0n,
+        refundedMicrosTotal: r.refundedMicrosTotal ?? 0n,
+        replayed: r.replayed,
+      };
+    },
+    async reverse(req, call) {
+      const r = await write(parseReverse(req), call);
+      return { entryId: r.entryId, replayed: r.replayed };
+    },
+    async quote(req) {
+      const q = await readQuote(deps.pool, v.userId(req.userId), v.credits(req.credits), deps.clock.now());
+      return { sufficient: q.sufficient, available: q.available, allocations: allocationsToPb(q.allocation), policyVersion: q.policyVersion };
+    },
     async getBalance(req) {
-      return balanceToPb(await readBalance(deps.pool, v.userId(req.userId), deps.clock.now()));
+      const asOf = v.optionalTime(req.asOf, 'as_of');
+      return balanceToPb(await readBalance(deps.pool, v.userId(req.userId), deps.clock.now(), asOf));
+    },
+    async streamJournal(req, _call, sink) {
+      if (req.fromEntryId < 0n) throw v.invalidField('from_entry_id', 'must not be negative');
+      let next = req.fromEntryId > 0n ? req.fromEntryId : 1n;
+      const pollMs = deps.streamPollMs ?? 200;
+      while (!sink.signal.aborted) {
+        const page = await deps.reader.from(next, streamPageSize);
+        for (const entry of page) {
+          if (sink.signal.aborted) return;
+          await sink.write({ entry: entryToPb(entry) });
+          next = entry.seq + 1n;
+        }
+        if (page.length < streamPageSize) await sleep(pollMs, sink.signal);
+      }
     },
     async getEntry(req) {
       return { entry: entryToPb(await deps.reader.get(req.entryId)) };
@@ -93,4 +138,16 @@ export function ledgerServiceHandlers(deps: LedgerServiceDeps): Handlers<pb.Ledg
       return { entries: page.entries.map(entryToPb), nextPageToken: page.nextPageToken };
     },
   };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
 }

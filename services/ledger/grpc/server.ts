@@ -15,6 +15,13 @@ export interface CallContext {
   deadlineMs: number;
 }
 
+/** Where a server-streaming handler writes; `write` waits while the client is slow. */
+export interface StreamSink<Res> {
+  write(message: Res): Promise<void>;
+  /** Aborted when the client cancels or the server drains. */
+  readonly signal: AbortSignal;
+}
+
 /**
  * A service's handlers as plain async functions (nice-grpc style). The key remapping drops the
  * index signature that ts-proto's server interfaces inherit from grpc-js.
@@ -22,7 +29,9 @@ export interface CallContext {
 export type Handlers<S> = {
   [K in keyof S as string extends K ? never : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
     ? (request: Req, call: CallContext) => Promise<Res>
-    : never;
+    : S[K] extends grpc.handleServerStreamingCall<infer Req, infer Res>
+      ? (request: Req, call: CallContext, sink: StreamSink<Res>) => Promise<void>
+      : never;
 };
 
 /** The largest request the server reads; anything larger is refused by grpc-js before parsing. */
@@ -35,10 +44,12 @@ export interface GrpcServerOptions {
   log: Logger;
 }
 
+type AnyHandler = (request: never, call: CallContext, sink: StreamSink<unknown>) => Promise<unknown>;
+
 export interface ServiceBinding {
   name: string;
   definition: grpc.ServiceDefinition;
-  handlers: Record<string, (request: never, call: CallContext) => Promise<unknown>>;
+  handlers: Record<string, AnyHandler>;
 }
 
 /**
@@ -50,6 +61,8 @@ export class GrpcServer {
   readonly health: HealthImplementation;
   readonly #log: Logger;
   readonly #serviceNames: string[] = [];
+  /** Aborted by drain(), so that endless streams end instead of holding the drain up. */
+  readonly #draining = new AbortController();
 
   constructor(
     options: GrpcServerOptions,
@@ -66,7 +79,9 @@ export class GrpcServer {
         const handler = service.handlers[method];
         if (!handler) throw new Error(`${service.name}.${method} has no handler`);
         const methodName = definition.path.slice(definition.path.lastIndexOf('/') + 1);
-        implementation[method] = this.#unary(methodName, handler, options.auth);
+        implementation[method] = definition.responseStream
+          ? this.#serverStream(methodName, handler, options.auth)
+          : this.#unary(methodName, handler, options.auth);
       }
       this.server.addService(service.definition, implementation);
       this.#serviceNames.push(service.name);
@@ -106,6 +121,7 @@ export class GrpcServer {
    */
   async drain(graceMs: number): Promise<void> {
     this.setServing(false);
+    this.#draining.abort();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#log.warn({ graceMs }, 'drain grace period over; cancelling remaining calls');
@@ -119,27 +135,68 @@ export class GrpcServer {
     });
   }
 
-  #unary(
+  /** Authenticates and authorises a call; throws LedgerError when it may not proceed. */
+  #admit(
     method: string,
-    handler: (request: never, call: CallContext) => Promise<unknown>,
     auth: Authenticator,
-  ): grpc.handleUnaryCall<unknown, unknown> {
+    call: { metadata: grpc.Metadata; getDeadline(): grpc.Deadline },
+  ): CallContext {
+    const principal = auth.authenticate(call.metadata);
+    auth.authorize(principal, method);
+    const context = { principal, deadlineMs: deadlineMs(call.getDeadline()) };
+    if (context.deadlineMs <= Date.now()) throw new LedgerError('DEADLINE_EXCEEDED', 'deadline already passed');
+    return context;
+  }
+
+  #serverStream(method: string, handler: AnyHandler, auth: Authenticator): grpc.handleServerStreamingCall<unknown, unknown> {
     const log = this.#log;
+    return (call) => {
+      const fail = (error: unknown) => call.emit('error', toServiceError(error, log, method));
+      let context: CallContext;
+      try {
+        context = this.#admit(method, auth, call);
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      const cancelled = new AbortController();
+      call.on('cancelled', () => cancelled.abort());
+      const signal = AbortSignal.any([cancelled.signal, this.#draining.signal]);
+      const sink: StreamSink<unknown> = {
+        signal,
+        write: (message) =>
+          new Promise<void>((resolve) => {
+            if (signal.aborted) return resolve();
+            // write() returns false when the transport buffer is full: wait for the client.
+            if (call.write(message)) return resolve();
+            const done = () => {
+              call.off('drain', done);
+              signal.removeEventListener('abort', done);
+              resolve();
+            };
+            call.on('drain', done);
+            signal.addEventListener('abort', done);
+          }),
+      };
+      handler(call.request as never, context, sink).then(
+        () => call.end(),
+        (error: unknown) => (cancelled.signal.aborted ? call.end() : fail(error)),
+      );
+    };
+  }
+
+  #unary(method: string, handler: AnyHandler, auth: Authenticator): grpc.handleUnaryCall<unknown, unknown> {
+    const log = this.#log;
+    const noSink: StreamSink<unknown> = { write: async () => {}, signal: new AbortController().signal };
     return (call, callback) => {
       let context: CallContext;
       try {
-        const principal = auth.authenticate(call.metadata);
-        auth.authorize(principal, method);
-        context = { principal, deadlineMs: deadlineMs(call.getDeadline()) };
+        context = this.#admit(method, auth, call);
       } catch (error) {
         callback(toServiceError(error, log, method) as grpc.ServiceError);
         return;
       }
-      if (context.deadlineMs <= Date.now()) {
-        callback(toServiceError(new LedgerError('DEADLINE_EXCEEDED', 'deadline already passed'), log, method) as grpc.ServiceError);
-        return;
-      }
-      handler(call.request as never, context).then(
+      handler(call.request as never, context, noSink).then(
         (response) => callback(null, response),
         (error: unknown) => callback(toServiceError(error, log, method) as grpc.ServiceError),
       );

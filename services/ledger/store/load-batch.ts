@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { resultFromJson, type ResultJson } from '../domain/canonical.js';
-import type { AccountState, HoldState, LotState, StoredKey } from '../domain/ledger-state.js';
-import type { Bucket, HoldStatus } from '../domain/types.js';
+import type { AccountState, HoldState, LotState, ReversibleEntry, StoredKey } from '../domain/ledger-state.js';
+import type { Bucket, EntryKind, HoldStatus, TransferKind } from '../domain/types.js';
 
 /**
  * The reads of one write batch, all inside its transaction. The order of the locking reads is
@@ -9,15 +9,56 @@ import type { Bucket, HoldStatus } from '../domain/types.js';
  * head. Nothing else is locked, so two processes can only wait on each other, never deadlock.
  */
 
-/** Hold ids → their users. A hold's user never changes, so this may run before any lock. */
-export async function holdUsers(client: pg.PoolClient, holdIds: string[]): Promise<Map<string, string>> {
-  if (holdIds.length === 0) return new Map();
-  // Inputs: hold ids. Locks: none. Output: (id, user_id) of the holds that exist.
-  const { rows } = await client.query<{ id: string; user_id: string }>(
-    'SELECT id::text, user_id FROM holds WHERE id = ANY($1::uuid[])',
-    [holdIds],
-  );
-  return new Map(rows.map((r) => [r.id, r.user_id]));
+/** What a batch's commands point at, and whose they are. */
+export interface Targets {
+  holdUsers: Map<string, string>;
+  /** Lots named by id (expiries) or by external_ref (refunds), with their users. */
+  lotUsers: Map<bigint, string>;
+  refLots: Map<string, bigint>;
+  /** Entries named by reversals, with their users (null for entries without one). */
+  entryUsers: Map<bigint, string | null>;
+}
+
+/**
+ * Resolves the holds, lots and entries that commands name to the users who own them, so the
+ * batch can lock those users. Ownership never changes, so this may run before any lock.
+ */
+export async function resolveTargets(
+  client: pg.PoolClient,
+  named: { holdIds: string[]; lotIds: bigint[]; externalRefs: string[]; entrySeqs: bigint[] },
+): Promise<Targets> {
+  const targets: Targets = { holdUsers: new Map(), lotUsers: new Map(), refLots: new Map(), entryUsers: new Map() };
+  if (named.holdIds.length > 0) {
+    // Inputs: hold ids. Locks: none. Output: (id, user_id) of the holds that exist.
+    const { rows } = await client.query<{ id: string; user_id: string }>(
+      'SELECT id::text, user_id FROM holds WHERE id = ANY($1::uuid[])',
+      [named.holdIds],
+    );
+    for (const r of rows) targets.holdUsers.set(r.id, r.user_id);
+  }
+  if (named.lotIds.length > 0 || named.externalRefs.length > 0) {
+    // Inputs: lot ids and external refs. Locks: none. Output: the lots that exist, with users.
+    const { rows } = await client.query<{ account_id: string; user_id: string; external_ref: string | null }>(
+      `SELECT account_id::text, user_id, external_ref FROM lots
+        WHERE account_id = ANY($1::bigint[]) OR external_ref = ANY($2::text[])`,
+      [named.lotIds.map(String), named.externalRefs],
+    );
+    for (const r of rows) {
+      targets.lotUsers.set(BigInt(r.account_id), r.user_id);
+      if (r.external_ref !== null && named.externalRefs.includes(r.external_ref)) {
+        targets.refLots.set(r.external_ref, BigInt(r.account_id));
+      }
+    }
+  }
+  if (named.entrySeqs.length > 0) {
+    // Inputs: entry sequence numbers. Locks: none. Output: the entries that exist, with users.
+    const { rows } = await client.query<{ seq: string; user_id: string | null }>(
+      'SELECT seq::text, user_id FROM entries WHERE seq = ANY($1::bigint[])',
+      [named.entrySeqs.map(String)],
+    );
+    for (const r of rows) targets.entryUsers.set(BigInt(r.seq), r.user_id);
+  }
+  return targets;
 }
 
 /** Locks the users that exist among `userIds` and returns them. */
@@ -63,6 +104,117 @@ export async function storedKeys(client: pg.PoolClient, keys: string[]): Promise
   );
 }
 
+/** Subscription periods already granted, keyed `${userId}|${periodStart ISO}`. */
+export async function subscriptionPeriods(
+  client: pg.PoolClient,
+  periods: { userId: string; periodStart: Date }[],
+): Promise<Map<string, bigint>> {
+  if (periods.length === 0) return new Map();
+  // Inputs: (user, period_start) pairs of the batch's renewals. Locks: none (their users are
+  // locked). Output: the pairs already granted, with the granting entry.
+  const { rows } = await client.query<{ user_id: string; period_start: Date; entry_seq: string }>(
+    `SELECT l.user_id, l.period_start, l.entry_seq::text
+       FROM lots l
+       JOIN unnest($1::text[], $2::timestamptz[]) AS p(user_id, period_start)
+         ON l.user_id = p.user_id AND l.period_start = p.period_start
+      WHERE l.bucket = 'SUBSCRIPTION'`,
+    [periods.map((p) => p.userId), periods.map((p) => p.periodStart.toISOString())],
+  );
+  return new Map(rows.map((r) => [`${r.user_id}|${r.period_start.toISOString()}`, BigInt(r.entry_seq)]));
+}
+
+/** Entries that reversals name, with the transfers a mirror needs and any earlier reversal. */
+export async function reversibleEntries(client: pg.PoolClient, seqs: bigint[]): Promise<Map<bigint, ReversibleEntry>> {
+  if (seqs.length === 0) return new Map();
+  const keys = seqs.map(String);
+  // Inputs: entry seqs. Locks: none (append-only rows; reversals of them are serialised by
+  // the head lock). Output: the entries, and the seq of the reversal of each, if any.
+  const entries = await client.query<{
+    seq: string;
+    kind: EntryKind;
+    user_id: string | null;
+    hold_id: string | null;
+    reverses_seq: string | null;
+    reversed_by: string | null;
+  }>(
+    `SELECT e.seq::text, e.kind, e.user_id, e.hold_id::text, e.reverses_seq::text, r.seq::text AS reversed_by
+       FROM entries e LEFT JOIN entries r ON r.reverses_seq = e.seq
+      WHERE e.seq = ANY($1::bigint[])`,
+    [keys],
+  );
+  // Inputs: the same seqs. Locks: none. Output: their transfers in order.
+  const transfers = await client.query<{
+    entry_seq: string;
+    kind: TransferKind;
+    debit_account_id: string;
+    credit_account_id: string;
+    amount: string;
+    unit: string;
+  }>(
+    `SELECT entry_seq::text, kind, debit_account_id::text, credit_account_id::text, amount::text, unit
+       FROM transfers WHERE entry_seq = ANY($1::bigint[]) ORDER BY entry_seq, idx`,
+    [keys],
+  );
+  const result = new Map<bigint, ReversibleEntry>();
+  for (const e of entries.rows) {
+    result.set(BigInt(e.seq), {
+      seq: BigInt(e.seq),
+      kind: e.kind,
+      userId: e.user_id,
+      holdId: e.hold_id,
+      reversesSeq: e.reverses_seq === null ? null : BigInt(e.reverses_seq),
+      reversedBy: e.reversed_by === null ? null : BigInt(e.reversed_by),
+      transfers: transfers.rows
+        .filter((t) => t.entry_seq === e.seq)
+        .map((t) => ({
+          kind: t.kind,
+          debit: BigInt(t.debit_account_id),
+          credit: BigInt(t.credit_account_id),
+          amount: BigInt(t.amount),
+          unit: t.unit,
+        })),
+    });
+  }
+  return result;
+}
+
+/** User-scoped accounts by id (those a reversal mirrors), whatever their balance. */
+export async function userAccounts(client: pg.PoolClient, ids: bigint[]): Promise<AccountState[]> {
+  if (ids.length === 0) return [];
+  // Inputs: account ids. Locks: none (their users are locked). Output: non-platform accounts.
+  const { rows } = await client.query<{
+    id: string;
+    code: string;
+    unit: string;
+    kind: 'LOT' | 'DEFERRED';
+    user_id: string;
+    flags: number;
+    debits_posted: string;
+    credits_posted: string;
+    debits_pending: string;
+    credits_pending: string;
+    version: string;
+  }>(
+    `SELECT id::text, code, unit, kind, user_id, flags, debits_posted::text, credits_posted::text,
+            debits_pending::text, credits_pending::text, version::text
+       FROM accounts WHERE id = ANY($1::bigint[]) AND kind <> 'PLATFORM'`,
+    [ids.map(String)],
+  );
+  return rows.map((r) => ({
+    id: BigInt(r.id),
+    code: r.code,
+    unit: r.unit,
+    kind: r.kind,
+    userId: r.user_id,
+    flags: r.flags,
+    debitsPosted: BigInt(r.debits_posted),
+    creditsPosted: BigInt(r.credits_posted),
+    debitsPending: BigInt(r.debits_pending),
+    creditsPending: BigInt(r.credits_pending),
+    version: BigInt(r.version),
+  }));
+}
+
 export async function purchasedRefs(client: pg.PoolClient, refs: string[]): Promise<Map<string, bigint>> {
   if (refs.length === 0) return new Map();
   // Inputs: external refs of the batch's purchases. Locks: none (head lock). Output: ref → entry.
@@ -86,6 +238,10 @@ interface LotRow {
   deferred_account_id: string | null;
   external_ref: string | null;
   entry_seq: string;
+  plan: string | null;
+  period_start: Date | null;
+  refunded_micros: string;
+  expiry_swept: boolean;
   code: string;
   flags: number;
   debits_posted: string;
@@ -100,30 +256,36 @@ interface LotRow {
   d_version: string | null;
 }
 
+const lotColumns = `
+  l.account_id::text, l.user_id, l.bucket, l.granted_credits::text, l.effective_at, l.expires_at,
+  l.priority, l.cost_basis_micros::text, l.currency, l.deferred_account_id::text, l.external_ref,
+  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.expiry_swept,
+  a.code, a.flags, a.debits_posted::text, a.credits_posted::text, a.debits_pending::text,
+  a.credits_pending::text, a.version::text,
+  d.code AS d_code, d.flags AS d_flags, d.debits_posted::text AS d_debits_posted,
+  d.credits_posted::text AS d_credits_posted, d.version::text AS d_version`;
+
 /**
- * The live lots of locked users (those with posted credits left, held ones included) with
- * their credit accounts and deferred-revenue accounts.
+ * Lots with their credit and deferred-revenue accounts. `live` loads the lots of locked users
+ * that still hold posted credits (held ones included); `ids` loads named lots, spent or not
+ * (refunds and expiries name theirs).
  */
-export async function liveLots(
+export async function loadLots(
   client: pg.PoolClient,
-  userIds: string[],
+  by: { live: string[] } | { ids: bigint[] },
 ): Promise<{ lots: LotState[]; accounts: AccountState[] }> {
-  if (userIds.length === 0) return { lots: [], accounts: [] };
-  // Inputs: locked user ids. Locks: none needed; the user locks cover their lots and accounts.
-  // Output: one row per lot with posted credits left.
+  const live = 'live' in by;
+  const keys = live ? by.live : by.ids.map(String);
+  if (keys.length === 0) return { lots: [], accounts: [] };
+  // Inputs: locked user ids, or lot ids whose users are locked. Locks: none needed; the user
+  // locks cover their lots and accounts. Output: one row per lot.
   const { rows } = await client.query<LotRow>(
-    `SELECT l.account_id::text, l.user_id, l.bucket, l.granted_credits::text, l.effective_at,
-            l.expires_at, l.priority, l.cost_basis_micros::text, l.currency,
-            l.deferred_account_id::text, l.external_ref, l.entry_seq::text,
-            a.code, a.flags, a.debits_posted::text, a.credits_posted::text,
-            a.debits_pending::text, a.credits_pending::text, a.version::text,
-            d.code AS d_code, d.flags AS d_flags, d.debits_posted::text AS d_debits_posted,
-            d.credits_posted::text AS d_credits_posted, d.version::text AS d_version
+    `SELECT ${lotColumns}
        FROM lots l
        JOIN accounts a ON a.id = l.account_id
        LEFT JOIN accounts d ON d.id = l.deferred_account_id
-      WHERE l.user_id = ANY($1::text[]) AND a.credits_posted > a.debits_posted`,
-    [userIds],
+      WHERE ${live ? 'l.user_id = ANY($1::text[]) AND a.credits_posted > a.debits_posted' : 'l.account_id = ANY($1::bigint[])'}`,
+    [keys],
   );
   const lots: LotState[] = [];
   const accounts: AccountState[] = [];
@@ -142,6 +304,10 @@ export async function liveLots(
       deferredAccountId: r.deferred_account_id === null ? null : BigInt(r.deferred_account_id),
       externalRef: r.external_ref,
       entrySeq: BigInt(r.entry_seq),
+      plan: r.plan,
+      periodStart: r.period_start,
+      refundedMicros: BigInt(r.refunded_micros),
+      expirySwept: r.expiry_swept,
     });
     accounts.push({
       id: lotId,

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { compareDrawdown } from '../domain/drawdown.js';
+import { allocate, compareDrawdown, drawdownPolicyVersion } from '../domain/drawdown.js';
 import { notFound } from '../domain/errors.js';
-import { buckets, type Bucket } from '../domain/types.js';
+import { buckets, type Allocation, type Bucket } from '../domain/types.js';
 
 export interface LotBalance {
   lotId: bigint;
@@ -36,41 +36,85 @@ export interface Balance {
   lots: LotBalance[];
 }
 
+interface BalanceRow {
+  lot_id: string | null;
+  bucket: Bucket;
+  granted_credits: string;
+  effective_at: Date;
+  expires_at: Date | null;
+  priority: number;
+  cost_basis_micros: string;
+  currency: string | null;
+  external_ref: string | null;
+  entry_seq: string;
+  balance: string;
+  held: string;
+  deferred: string | null;
+}
+
+const lotColumns = `l.account_id::text AS lot_id, l.bucket, l.granted_credits::text, l.effective_at,
+  l.expires_at, l.priority, l.cost_basis_micros::text, l.currency, l.external_ref, l.entry_seq::text`;
+
+/** The latest balance-after of one account up to the cut: one index probe per side. */
+const sideAsOf = (account: string) => `
+  SELECT x.b, x.h FROM (
+    (SELECT t.debit_version AS v, t.debit_balance_after AS b, t.debit_held_after AS h
+       FROM transfers t WHERE t.debit_account_id = ${account} AND t.entry_seq <= cut.seq
+      ORDER BY t.entry_seq DESC, t.debit_version DESC LIMIT 1)
+    UNION ALL
+    (SELECT t.credit_version, t.credit_balance_after, t.credit_held_after
+       FROM transfers t WHERE t.credit_account_id = ${account} AND t.entry_seq <= cut.seq
+      ORDER BY t.entry_seq DESC, t.credit_version DESC LIMIT 1)
+  ) x ORDER BY x.v DESC LIMIT 1`;
+
 /**
  * A user's balance, summed from the lots that still hold credits. Bucket rows always come in
  * the order SUBSCRIPTION, BONUS, PURCHASED; lots come in drawdown order.
+ *
+ * With `asOf`, the balance at that time: the journal is cut at the last entry recorded at or
+ * before it (recorded_at grows with the sequence), and each lot's balance is the
+ * balance-after of its last transfer up to the cut — an indexed lookup per lot, not a scan.
  */
-export async function readBalance(pool: pg.Pool, userId: string, now: Date): Promise<Balance> {
-  // Inputs: user id. Locks: none (a read at READ COMMITTED sees the last committed batch).
-  // Output: one row with lot = null when the user exists without live lots; no row when the
-  // user is unknown.
-  const { rows } = await pool.query<{
-    lot_id: string | null;
-    bucket: Bucket;
-    granted_credits: string;
-    effective_at: Date;
-    expires_at: Date | null;
-    priority: number;
-    cost_basis_micros: string;
-    currency: string | null;
-    external_ref: string | null;
-    entry_seq: string;
-    balance: string;
-    held: string;
-    deferred: string | null;
-  }>(
-    `SELECT l.account_id::text AS lot_id, l.bucket, l.granted_credits::text, l.effective_at,
-            l.expires_at, l.priority, l.cost_basis_micros::text, l.currency, l.external_ref,
-            l.entry_seq::text, (a.credits_posted - a.debits_posted)::text AS balance,
-            a.debits_pending::text AS held, (d.credits_posted - d.debits_posted)::text AS deferred
-       FROM users u
-       LEFT JOIN lots l ON l.user_id = u.id
-       LEFT JOIN accounts a ON a.id = l.account_id
-       LEFT JOIN accounts d ON d.id = l.deferred_account_id
-      WHERE u.id = $1 AND (l.account_id IS NULL OR a.credits_posted > a.debits_posted)`,
-    [userId],
-  );
-  if (rows.length === 0) {
+export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf: Date | null = null): Promise<Balance> {
+  let rows: BalanceRow[];
+  if (asOf === null) {
+    // Inputs: user id. Locks: none (a read at READ COMMITTED sees the last committed batch).
+    // Output: one row with lot = null when the user exists without live lots; no row when the
+    // user is unknown.
+    rows = (
+      await pool.query<BalanceRow>(
+        `SELECT ${lotColumns}, (a.credits_posted - a.debits_posted)::text AS balance,
+                a.debits_pending::text AS held, (d.credits_posted - d.debits_posted)::text AS deferred
+           FROM users u
+           LEFT JOIN lots l ON l.user_id = u.id
+           LEFT JOIN accounts a ON a.id = l.account_id
+           LEFT JOIN accounts d ON d.id = l.deferred_account_id
+          WHERE u.id = $1 AND (l.account_id IS NULL OR a.credits_posted > a.debits_posted)`,
+        [userId],
+      )
+    ).rows;
+  } else {
+    // Inputs: user id and a time. Locks: none. Output: the user's lots created up to the cut,
+    // with their balances after the cut's last transfer on them (no row: unknown at as_of).
+    rows = (
+      await pool.query<BalanceRow>(
+        `WITH cut AS (
+           SELECT COALESCE((SELECT seq FROM entries WHERE recorded_at <= $2
+                             ORDER BY recorded_at DESC, seq DESC LIMIT 1), 0) AS seq)
+         SELECT ${lotColumns}, COALESCE(s.b, 0)::text AS balance, COALESCE(s.h, 0)::text AS held,
+                ds.b::text AS deferred
+           FROM cut
+           JOIN lots l ON l.user_id = $1 AND l.entry_seq <= cut.seq
+           LEFT JOIN LATERAL (${sideAsOf('l.account_id')}) s ON true
+           LEFT JOIN LATERAL (${sideAsOf('l.deferred_account_id')}) ds ON true`,
+        [userId, asOf.toISOString()],
+      )
+    ).rows;
+    if (rows.length === 0) throw notFound('user_id', `user "${userId}" had no credits recorded at ${asOf.toISOString()}`);
+    rows = rows.filter((r) => BigInt(r.balance) > 0n);
+    now = asOf;
+  }
+  if (rows.length === 0 && asOf === null) {
     // Either the user is unknown, or it exists and every lot is spent: tell them apart.
     const known = await pool.query('SELECT 1 FROM users WHERE id = $1', [userId]);
     if (known.rowCount === 0) throw notFound('user_id', `unknown user "${userId}"`);
@@ -117,4 +161,21 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date): Pro
     buckets: bucketRows,
     lots,
   };
+}
+
+export interface Quote {
+  sufficient: boolean;
+  available: bigint;
+  allocation: Allocation[];
+  policyVersion: string;
+}
+
+/** What a debit of `credits` would draw now, by the same policy the write path uses. Writes nothing. */
+export async function readQuote(pool: pg.Pool, userId: string, credits: bigint, now: Date): Promise<Quote> {
+  const balance = await readBalance(pool, userId, now);
+  const allocation = allocate(
+    balance.lots.map((l) => ({ ...l, entrySeq: l.entryId })),
+    credits,
+  );
+  return { sufficient: allocation !== null, available: balance.available, allocation: allocation ?? [], policyVersion: drawdownPolicyVersion };
 }

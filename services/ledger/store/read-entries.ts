@@ -33,6 +33,8 @@ export interface EntryView {
   requestHash: Buffer;
   prevHash: Buffer;
   hash: Buffer;
+  reversesSeq: bigint | null;
+  reversedBySeq: bigint | null;
   transfers: TransferView[];
 }
 
@@ -87,8 +89,19 @@ export class EntryReader {
     return { entries, nextPageToken };
   }
 
+  /** Up to `limit` entries from sequence `fromSeq` on, in order (for StreamJournal). */
+  async from(fromSeq: bigint, limit: number): Promise<EntryView[]> {
+    const rows = await this.prisma.entry.findMany({ where: { seq: { gte: fromSeq } }, orderBy: { seq: 'asc' }, take: limit });
+    return this.#withTransfers(rows);
+  }
+
   async #withTransfers(entries: Prisma.EntryModel[]): Promise<EntryView[]> {
     if (entries.length === 0) return [];
+    const reversals = await this.prisma.entry.findMany({
+      where: { reversesSeq: { in: entries.map((e) => e.seq) } },
+      select: { seq: true, reversesSeq: true },
+    });
+    const reversedBy = new Map(reversals.map((r) => [r.reversesSeq!, r.seq]));
     const transfers = await this.prisma.transfer.findMany({
       where: { entrySeq: { in: entries.map((e) => e.seq) } },
       orderBy: [{ entrySeq: 'asc' }, { idx: 'asc' }],
@@ -131,6 +144,8 @@ export class EntryReader {
       requestHash: Buffer.from(e.requestHash),
       prevHash: Buffer.from(e.prevHash),
       hash: Buffer.from(e.hash),
+      reversesSeq: e.reversesSeq,
+      reversedBySeq: reversedBy.get(e.seq) ?? null,
       transfers: bySeq.get(e.seq) ?? [],
     }));
   }

@@ -46,10 +46,11 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     // the index. Output: none.
     await client.query(
       `INSERT INTO lots (account_id, user_id, bucket, granted_credits, effective_at, expires_at,
-                         priority, cost_basis_micros, currency, deferred_account_id, external_ref, entry_seq)
+                         priority, cost_basis_micros, currency, deferred_account_id, external_ref,
+                         entry_seq, plan, period_start)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[],
                             $6::timestamptz[], $7::int[], $8::bigint[], $9::text[], $10::bigint[],
-                            $11::text[], $12::bigint[])`,
+                            $11::text[], $12::bigint[], $13::text[], $14::timestamptz[])`,
       [
         l.map((x) => x.accountId.toString()),
         l.map((x) => x.userId),
@@ -63,7 +64,21 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         l.map((x) => str(x.deferredAccountId)),
         l.map((x) => x.externalRef),
         l.map((x) => x.entrySeq.toString()),
+        l.map((x) => x.plan),
+        l.map((x) => iso(x.periodStart)),
       ],
+    );
+  }
+
+  if (changes.lotsChanged.length > 0) {
+    const l = changes.lotsChanged;
+    // Inputs: bookkeeping of existing lots (refunded so far, expiry handled). Locks: those
+    // rows; their users are locked already. Output: none.
+    await client.query(
+      `UPDATE lots AS l SET refunded_micros = c.refunded_micros, expiry_swept = c.expiry_swept
+         FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS c(account_id, refunded_micros, expiry_swept)
+        WHERE l.account_id = c.account_id`,
+      [l.map((x) => x.accountId.toString()), l.map((x) => x.refundedMicros.toString()), l.map((x) => x.expirySwept)],
     );
   }
 
@@ -74,15 +89,15 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     await client.query(
       `INSERT INTO entries (seq, kind, user_id, hold_id, idempotency_key, request_hash, actor,
                             recorded_at, effective_at, policy_version, allocation, metadata,
-                            result, prev_hash, hash)
+                            result, reverses_seq, prev_hash, hash)
        SELECT seq, kind, user_id, hold_id, idempotency_key, decode(request_hash, 'hex'), actor,
               recorded_at, effective_at, policy_version, allocation::jsonb, metadata::jsonb,
-              result::jsonb, decode(prev_hash, 'hex'), decode(hash, 'hex')
+              result::jsonb, reverses_seq, decode(prev_hash, 'hex'), decode(hash, 'hex')
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
                      $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[],
-                     $12::text[], $13::text[], $14::text[], $15::text[])
+                     $12::text[], $13::text[], $16::bigint[], $14::text[], $15::text[])
            AS t(seq, kind, user_id, hold_id, idempotency_key, request_hash, actor, recorded_at,
-                effective_at, policy_version, allocation, metadata, result, prev_hash, hash)`,
+                effective_at, policy_version, allocation, metadata, result, reverses_seq, prev_hash, hash)`,
       [
         e.map((x) => x.seq.toString()),
         e.map((x) => x.kind),
@@ -99,6 +114,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         e.map((x) => JSON.stringify(resultToJson(x.result))),
         e.map((x) => x.prevHash.toString('hex')),
         e.map((x) => x.hash.toString('hex')),
+        e.map((x) => str(x.reversesSeq)),
       ],
     );
 

@@ -1,0 +1,82 @@
+import type pg from 'pg';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { systemKeyPrefix } from './domain/limits.js';
+import { submitAll } from './hold-sweeper.js';
+import { PeriodicTask } from './periodic-task.js';
+import type { WriteQueue } from './write-queue.js';
+
+export interface ExpirySweeperDeps {
+  pool: pg.Pool;
+  queue: WriteQueue;
+  clock: Clock;
+  log: Logger;
+  periodMs: number;
+  /** Lots handled per pass at most; a backlog (after downtime) drains pass after pass. */
+  batchMax: number;
+}
+
+/**
+ * Expires lots past their expires_at: each one with an unheld remainder gets an EXPIRE entry
+ * through the write queue. Lots with nothing left at expiry are only marked as done, which is
+ * bookkeeping, not a movement: there is nothing to journal.
+ */
+export class ExpirySweeper {
+  readonly #deps: ExpirySweeperDeps;
+  readonly #task: PeriodicTask;
+
+  constructor(deps: ExpirySweeperDeps) {
+    this.#deps = deps;
+    this.#task = new PeriodicTask('expiry-sweeper', deps.periodMs, async () => ({
+      full: (await this.sweepOnce()).examined >= deps.batchMax,
+    }), deps.log);
+  }
+
+  start(): void {
+    this.#task.start();
+  }
+
+  stop(): Promise<void> {
+    return this.#task.stop();
+  }
+
+  /** One pass over at most batchMax lots past expiry. */
+  async sweepOnce(): Promise<{ examined: number; expired: number; finished: number }> {
+    const { pool, queue, clock, batchMax, log } = this.#deps;
+    const now = clock.now().toISOString();
+    // Inputs: now, the per-pass bound. Locks: none. Output: lots past expiry that the sweeper
+    // has not finished, oldest expiry first, with what is left unheld in them.
+    const { rows } = await pool.query<{ account_id: string; unheld: string }>(
+      `SELECT l.account_id::text, (a.credits_posted - a.debits_posted - a.debits_pending)::text AS unheld
+         FROM lots l JOIN accounts a ON a.id = l.account_id
+        WHERE l.expires_at IS NOT NULL AND NOT l.expiry_swept AND l.expires_at <= $1
+        ORDER BY l.expires_at LIMIT $2`,
+      [now, batchMax],
+    );
+    const empty = rows.filter((r) => BigInt(r.unheld) <= 0n).map((r) => r.account_id);
+    let finished = 0;
+    if (empty.length > 0) {
+      // Inputs: expired lots with nothing unheld. Locks: those lot rows. The condition is
+      // re-checked in the statement: a lot that regained credits meanwhile (impossible once
+      // expired, but cheap to guard) stays for the next pass. Held credits need no sweep:
+      // their release expires them. Output: how many were marked.
+      const marked = await pool.query(
+        `UPDATE lots AS l SET expiry_swept = true
+           FROM accounts a
+          WHERE a.id = l.account_id AND l.account_id = ANY($1::bigint[]) AND NOT l.expiry_swept
+            AND a.credits_posted - a.debits_posted - a.debits_pending <= 0`,
+        [empty],
+      );
+      finished = marked.rowCount ?? 0;
+    }
+    const expired = await submitAll(
+      queue,
+      rows
+        .filter((r) => BigInt(r.unheld) > 0n)
+        .map((r) => ({ kind: 'EXPIRE', idempotencyKey: `${systemKeyPrefix}expire-lot:${r.account_id}`, lotId: BigInt(r.account_id) })),
+      log,
+    );
+    if (expired > 0) log.info({ expired }, 'expired lots');
+    return { examined: rows.length, expired, finished };
+  }
+}
