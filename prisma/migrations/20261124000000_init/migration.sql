@@ -162,3 +162,29 @@ INSERT INTO accounts (code, unit, kind) VALUES
   ('platform.credits_consumed', 'CREDIT', 'PLATFORM'),
   ('platform.credits_expired', 'CREDIT', 'PLATFORM'),
   ('platform.credits_clawed_back', 'CREDIT', 'PLATFORM');
+
+-- The old product's `user_credits` table, as a read-only view over the ledger, for readers that
+-- have not moved to GetBalance yet. Balances count lots not expired as of now() (held credits
+-- included, as the old current_balance did); the bonus column holds lootbox and promotional
+-- credits, which the old table folded into current_balance. A view with GROUP BY cannot be
+-- written through: writes must go through the ledger.
+CREATE VIEW user_credits AS
+SELECT u.id AS user_id,
+       COALESCE(SUM(a.credits_posted - a.debits_posted), 0)::bigint AS current_balance,
+       COALESCE(SUM(a.credits_posted - a.debits_posted) FILTER (WHERE l.bucket = 'PURCHASED'), 0)::bigint
+         AS purchased_credits_balance,
+       COALESCE(SUM(a.credits_posted - a.debits_posted) FILTER (WHERE l.bucket = 'SUBSCRIPTION'), 0)::bigint
+         AS subscription_credits_balance,
+       COALESCE(SUM(a.credits_posted - a.debits_posted) FILTER (WHERE l.bucket = 'BONUS'), 0)::bigint
+         AS bonus_credits_balance,
+       COALESCE(SUM(a.debits_pending), 0)::bigint AS held_credits,
+       (SELECT s.plan FROM lots s WHERE s.user_id = u.id AND s.bucket = 'SUBSCRIPTION' AND s.plan IS NOT NULL
+         ORDER BY s.period_start DESC LIMIT 1) AS subscription_plan,
+       (SELECT s.expires_at FROM lots s WHERE s.user_id = u.id AND s.bucket = 'SUBSCRIPTION'
+         ORDER BY s.expires_at DESC NULLS LAST LIMIT 1) AS subscription_period_end,
+       u.created_at
+  FROM users u
+  LEFT JOIN lots l ON l.user_id = u.id AND (l.expires_at IS NULL OR l.expires_at > now())
+  LEFT JOIN accounts a ON a.id = l.account_id
+ GROUP BY u.id, u.created_at;
+COMMENT ON VIEW user_credits IS 'Read-only legacy view of ledger balances; write through the ledger gRPC API.';
