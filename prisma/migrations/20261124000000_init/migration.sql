@@ -164,8 +164,9 @@ INSERT INTO accounts (code, unit, kind) VALUES
   ('platform.credits_clawed_back', 'CREDIT', 'PLATFORM');
 
 -- The old product's `user_credits` table, as a read-only view over the ledger, for readers that
--- have not moved to GetBalance yet. Balances count lots not expired as of now() (held credits
--- included, as the old current_balance did); the bonus column holds lootbox and promotional
+-- have not moved to GetBalance yet. Balances are GetBalance's: posted credits left in the
+-- user's lots, held credits included (as the old current_balance did), until the expiry
+-- sweeper or a renewal journals their expiry; the bonus column holds lootbox and promotional
 -- credits, which the old table folded into current_balance. A view with GROUP BY cannot be
 -- written through: writes must go through the ledger.
 CREATE VIEW user_credits AS
@@ -184,7 +185,7 @@ SELECT u.id AS user_id,
          ORDER BY s.expires_at DESC NULLS LAST LIMIT 1) AS subscription_period_end,
        u.created_at
   FROM users u
-  LEFT JOIN lots l ON l.user_id = u.id AND (l.expires_at IS NULL OR l.expires_at > now())
+  LEFT JOIN lots l ON l.user_id = u.id
   LEFT JOIN accounts a ON a.id = l.account_id
  GROUP BY u.id, u.created_at;
 COMMENT ON VIEW user_credits IS 'Read-only legacy view of ledger balances; write through the ledger gRPC API.';
