@@ -1,0 +1,265 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Bucket } from '../generated/proto/credits/ledger/v1/ledger.js';
+import { killChildLedgers, startChildLedger } from '../testing/child-ledger.js';
+import { startTestLedger, testCredentials, type TestLedger } from '../testing/ledger-harness.js';
+import { createTestDatabase } from '../testing/test-db.js';
+import { verifyJournal } from './audit/verify-journal.js';
+import { createLedgerClient, type LedgerClient } from './client.js';
+
+// The server around the ledger (DESIGN.md §6): grpc.health.v1, server reflection, and a
+// graceful drain on SIGTERM.
+
+// pg-pool's end() resolves before its connections have closed, so the DROP DATABASE … WITH (FORCE)
+// that follows in the harness's close() can terminate a closing connection, and the pool re-emits
+// that error; with no listener it would be an uncaught exception. Tests listen for it.
+const quiet = <P extends { on(event: 'error', listener: () => void): unknown }>(pool: P): P => {
+  pool.on('error', () => {});
+  return pool;
+};
+
+const HealthClient = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
+
+interface HealthResponse {
+  status: string;
+}
+
+function healthCheck(address: string, service: string): Promise<HealthResponse> {
+  const client = new HealthClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    check(req: { service: string }, cb: (e: grpc.ServiceError | null, r: HealthResponse) => void): void;
+  };
+  return new Promise((resolve, reject) =>
+    client.check({ service }, (error, response) => {
+      client.close();
+      if (error) reject(error);
+      else resolve(response);
+    }),
+  );
+}
+
+const reflectionProtoDir = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')),
+  'build/proto',
+);
+
+/** One ServerReflectionInfo exchange per request, over one bidi stream. */
+async function reflect(address: string, version: 'v1' | 'v1alpha', requests: Record<string, unknown>[]) {
+  const definition = loadSync(`grpc/reflection/${version}/reflection.proto`, {
+    includeDirs: [reflectionProtoDir],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
+  const Client = grpc.makeGenericClientConstructor(
+    definition[`grpc.reflection.${version}.ServerReflection`] as grpc.ServiceDefinition,
+    'ServerReflection',
+  );
+  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, Record<string, unknown>>;
+  };
+  try {
+    const stream = client.ServerReflectionInfo();
+    const responses: Record<string, unknown>[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (r: Record<string, unknown>) => {
+        responses.push(r);
+        if (responses.length === requests.length) stream.end();
+      });
+      stream.on('error', reject);
+      stream.on('end', resolve);
+    });
+    for (const r of requests) stream.write(r);
+    await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('reflection timed out')), 5_000))]);
+    return responses;
+  } finally {
+    client.close();
+  }
+}
+
+describe('server', () => {
+  let t: TestLedger;
+  beforeAll(async () => {
+    t = await startTestLedger();
+    quiet(t.pool);
+  });
+  afterAll(async () => {
+    await killChildLedgers();
+    await t?.close();
+  });
+
+  it('grpc.health.v1 Check answers SERVING for the server and for LedgerService, without credentials', async () => {
+    expect((await healthCheck(t.address, '')).status).toBe('SERVING');
+    expect((await healthCheck(t.address, 'credits.ledger.v1.LedgerService')).status).toBe('SERVING');
+    const unknown = await healthCheck(t.address, 'no.such.Service').then(
+      () => 'OK',
+      (e: grpc.ServiceError) => grpc.status[e.code],
+    );
+    expect(unknown).toBe('NOT_FOUND');
+    await t.expectInvariants();
+  });
+
+  for (const version of ['v1', 'v1alpha'] as const) {
+    it(`server reflection (${version}) lists LedgerService and serves its descriptor`, async () => {
+      const [list, file, missing] = await reflect(t.address, version, [
+        { list_services: '' },
+        { file_containing_symbol: 'credits.ledger.v1.LedgerService' },
+        { file_containing_symbol: 'no.such.Symbol' },
+      ]);
+      const services = ((list!.list_services_response as { service: { name: string }[] }).service ?? []).map((s) => s.name);
+      expect(services).toContain('credits.ledger.v1.LedgerService');
+      const descriptors = (file!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
+      expect(descriptors.length).toBeGreaterThan(0);
+      const text = Buffer.concat(descriptors).toString('latin1');
+      expect(text).toContain('credits.ledger.v1');
+      expect(text).toContain('LedgerService');
+      expect(text).toContain('Consume');
+      expect((missing!.error_response as { error_code: number }).error_code).toBe(grpc.status.NOT_FOUND);
+    });
+  }
+
+  it('drains on SIGTERM: calls succeed (and are journaled) or fail UNAVAILABLE/CANCELLED; exit 0; invariants hold', async () => {
+    const db = await createTestDatabase();
+    const pool = quiet(new pg.Pool({ connectionString: db.url, max: 2 }));
+    const credentials = testCredentials();
+    const tokenOf = (role: string) => credentials.find((c) => c.role === role)!.token;
+    const opened: LedgerClient[] = [];
+    try {
+      // A long grace period: a drain that waited for it (a stream left open) would show as a slow exit.
+      const child = await startChildLedger({ databaseUrl: db.url, credentials, env: { LEDGER_DRAIN_GRACE_MS: '30000' } });
+      const admin = createLedgerClient(child.address, tokenOf('admin'));
+      const workers = Array.from({ length: 4 }, () =>
+        createLedgerClient(child.address, tokenOf('worker'), { 'grpc.use_local_subchannel_pool': 1 }),
+      );
+      opened.push(admin, ...workers);
+      for (let u = 0; u < 5; u += 1) {
+        await admin.grant({ idempotencyKey: `drain-seed-${u}`, userId: `drain-u${u}`, credits: 100_000n, bucket: Bucket.BUCKET_BONUS });
+      }
+
+      // Watch health: it must turn NOT_SERVING when the drain starts.
+      const seen: string[] = [];
+      const watchClient = new HealthClient(child.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+        watch(req: { service: string }): grpc.ClientReadableStream<HealthResponse>;
+      };
+      const watch = watchClient.watch({ service: 'credits.ledger.v1.LedgerService' });
+      const sawNotServing = new Promise<void>((resolve) => {
+        watch.on('data', (r: HealthResponse) => {
+          seen.push(r.status);
+          // Once seen, hang up so the drain is not kept waiting on this stream.
+          if (r.status === 'NOT_SERVING') {
+            watch.cancel();
+            resolve();
+          }
+        });
+        watch.on('error', () => resolve());
+      });
+
+      // A journal follower: the drain must end its endless stream rather than wait on it.
+      const auditor = createLedgerClient(child.address, tokenOf('auditor'));
+      opened.push(auditor);
+      const streamed: { seq: bigint; hash: Buffer }[] = [];
+      const follower = (async () => {
+        try {
+          for await (const entry of auditor.streamJournal(1n)) {
+            streamed.push({ seq: entry.entryId, hash: Buffer.from(entry.hash) });
+            if (streamed.length >= 100_000) break;
+          }
+          return 'ended';
+        } catch (error) {
+          return `error ${grpc.status[(error as grpc.ServiceError).code]}`;
+        }
+      })();
+
+      interface Result {
+        key: string;
+        ok: boolean;
+        entryId?: bigint;
+        code?: grpc.status;
+        details?: string;
+        afterSignal: boolean;
+      }
+      const results: Result[] = [];
+      let signalled = false;
+      let signalAt!: () => void;
+      const signalPoint = new Promise<void>((r) => (signalAt = r));
+      const loop = async (i: number) => {
+        for (let j = 0; j < 2_000; j += 1) {
+          const k = `drain-${i}-${j}`;
+          const afterSignal = signalled;
+          try {
+            const r = await workers[i % workers.length]!.consume({ idempotencyKey: k, userId: `drain-u${i % 5}`, credits: 1n }, { timeoutMs: 20_000 });
+            results.push({ key: k, ok: true, entryId: r.entryId, afterSignal });
+            if (results.length >= 300) signalAt();
+          } catch (error) {
+            const e = error as grpc.ServiceError;
+            // A call sent just before the signal may be refused by the draining server: what
+            // matters is that no call fails while the server is still up.
+            results.push({ key: k, ok: false, code: e.code, details: e.details, afterSignal: signalled });
+            return;
+          }
+        }
+      };
+      const burst = Promise.all(Array.from({ length: 24 }, (_, i) => loop(i)));
+      await Promise.race([signalPoint, new Promise((r) => setTimeout(r, 20_000))]);
+      expect(results.length).toBeGreaterThanOrEqual(300);
+      signalled = true;
+      const signalledAt = Date.now();
+      child.signal('SIGTERM');
+      await Promise.race([sawNotServing, new Promise((r) => setTimeout(r, 5_000))]);
+      watch.cancel();
+      const exit = await Promise.race([child.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000))]);
+      const exitMs = Date.now() - signalledAt;
+      await burst;
+      watchClient.close();
+      const followerEnd = await Promise.race([follower, new Promise((r) => setTimeout(() => r('still open'), 5_000))]);
+
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(exitMs).toBeLessThan(10_000);
+      expect(['ended', 'error UNAVAILABLE', 'error CANCELLED']).toContain(followerEnd);
+      expect(seen[0]).toBe('SERVING');
+      expect(seen).toContain('NOT_SERVING');
+      const failures = results.filter((r) => !r.ok);
+      // Nothing failed before the signal; after it, only UNAVAILABLE or CANCELLED.
+      expect(failures.filter((r) => !r.afterSignal)).toEqual([]);
+      expect(failures.map((r) => grpc.status[r.code!]).filter((c) => c !== 'UNAVAILABLE' && c !== 'CANCELLED')).toEqual([]);
+      expect(failures.length).toBe(24); // every loop ended on a refusal once the server was gone
+
+      const { rows } = await pool.query<{ idempotency_key: string; seq: string }>(
+        `SELECT idempotency_key, seq::text FROM entries WHERE idempotency_key LIKE 'drain-%' AND kind = 'CONSUME'`,
+      );
+      const journal = new Map(rows.map((r) => [r.idempotency_key, BigInt(r.seq)]));
+      const successes = results.filter((r) => r.ok);
+      // Every success is in the journal under its key, as the entry it was answered with.
+      expect(successes.filter((r) => journal.get(r.key) !== r.entryId).map((r) => r.key)).toEqual([]);
+      // A drain answers every call it applied: nothing refused was written.
+      expect(failures.filter((r) => journal.has(r.key)).map((r) => `${r.key}: ${grpc.status[r.code!]} ${r.details}`)).toEqual([]);
+      expect(journal.size).toBe(successes.length);
+
+      // What the follower saw is the journal's prefix, in order, without gaps, hash for hash.
+      expect(streamed.length).toBeGreaterThan(0);
+      expect(streamed.map((e) => e.seq)).toEqual(streamed.map((_, i) => BigInt(i + 1)));
+      const hashes = await pool.query<{ seq: string; hash: Buffer }>('SELECT seq::text, hash FROM entries WHERE seq <= $1 ORDER BY entries.seq', [
+        streamed.length,
+      ]);
+      expect(hashes.rows.map((r) => r.hash.toString('hex'))).toEqual(streamed.map((e) => e.hash.toString('hex')));
+
+      const report = await verifyJournal(pool, { now: new Date(), holdSweepPeriodMs: 1_000 });
+      expect(report.violations).toEqual([]);
+      console.info(
+        `drain: ${successes.length} succeeded (${successes.filter((r) => r.afterSignal).length} sent after SIGTERM), ` +
+          `${failures.length} refused (${[...new Set(failures.map((r) => grpc.status[r.code!]))].join(',')}); ` +
+          `exit after ${exitMs} ms; follower saw ${streamed.length} entries and ${followerEnd}`,
+      );
+    } finally {
+      for (const c of opened) c.close();
+      await pool.end();
+      await db.drop();
+    }
+  });
+});
