@@ -102,8 +102,11 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     const keys = await storedKeys(client, commands.map((c) => c.idempotencyKey));
     const live = await loadLots(client, { live: users });
     const named = await loadLots(client, { ids: [...targets.lotUsers.keys()] });
-    const holds = await holdsWithLegs(client, [...targets.holdUsers.keys()]);
     const reversible = await reversibleEntries(client, [...targets.entryUsers.keys()]);
+    // A reversal must see the hold its reservation opened (it may not reverse an open one).
+    const holds = await holdsWithLegs(client, [
+      ...new Set([...targets.holdUsers.keys(), ...[...reversible.values()].flatMap((e) => (e.holdId ? [e.holdId] : []))]),
+    ]);
     const mirrored = await userAccounts(client, [
       ...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit]))),
     ]);

@@ -62,6 +62,9 @@ export interface StartOptions {
 export async function startTestLedger(start: StartOptions = {}): Promise<TestLedger> {
   const db = start.db ?? (await createTestDatabase());
   const pool = new pg.Pool({ connectionString: db.url, max: 8 });
+  // Dropping the database at the end terminates connections the pool is still closing; that
+  // is expected then and must not surface as an uncaught error.
+  pool.on('error', () => {});
   const clock = start.clock ?? new ManualClock('2026-11-24T12:00:00.000Z');
   const options = ledgerOptions(start.options);
   const log = createLogger('ledger-test', process.env.TEST_LOG_LEVEL ?? 'silent');

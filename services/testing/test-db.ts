@@ -1,6 +1,8 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
-import { migrate } from '../lib/migrate.js';
+import { migrate, migrationsDir } from '../lib/migrate.js';
 
 /**
  * Each test file gets its own database, cloned from a template that global setup migrates
@@ -8,7 +10,24 @@ import { migrate } from '../lib/migrate.js';
  * with stale statistics: see TOOLCHAIN.md).
  */
 export const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-export const templateName = 'ledger_test_template';
+/**
+ * The template is named after the migrations it holds, so test runs that overlap (or run on
+ * the same machine one after another) share it safely, and a changed migration gets a new one.
+ */
+export const templateName = `ledger_tpl_${migrationsFingerprint()}`;
+
+function migrationsFingerprint(): string {
+  const hash = createHash('sha256');
+  for (const name of readdirSync(migrationsDir).sort()) {
+    const file = path.join(migrationsDir, name, 'migration.sql');
+    try {
+      hash.update(name).update(readFileSync(file));
+    } catch {
+      // Not a migration folder (migration_lock.toml).
+    }
+  }
+  return hash.digest('hex').slice(0, 12);
+}
 
 export function databaseUrl(name: string): string {
   const url = new URL(adminUrl);
@@ -26,13 +45,25 @@ async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
   }
 }
 
-/** Drops and re-creates the template, then applies every migration to it. */
+/**
+ * Creates the migrated template unless it exists. It is built under another name and renamed
+ * when complete, under an advisory lock, so no run ever clones a half-migrated template.
+ */
 export async function prepareTemplate(): Promise<void> {
   await withAdmin(async (admin) => {
-    await admin.query(`DROP DATABASE IF EXISTS ${templateName} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${templateName}`);
+    await admin.query('SELECT pg_advisory_lock(7314000002)');
+    try {
+      const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [templateName]);
+      if (exists.rowCount !== 0) return;
+      const building = `${templateName}_building`;
+      await admin.query(`DROP DATABASE IF EXISTS ${building} WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE ${building}`);
+      await migrate(databaseUrl(building));
+      await admin.query(`ALTER DATABASE ${building} RENAME TO ${templateName}`);
+    } finally {
+      await admin.query('SELECT pg_advisory_unlock(7314000002)');
+    }
   });
-  await migrate(databaseUrl(templateName));
 }
 
 export interface TestDatabase {

@@ -186,7 +186,7 @@ export async function verifyJournal(pool: pg.Pool, options: VerifyOptions = {}):
       `SELECT seq::text, kind, user_id, hold_id::text, idempotency_key, request_hash, actor,
               recorded_at, effective_at, policy_version, allocation, metadata, result, reverses_seq::text,
               prev_hash, hash
-         FROM entries WHERE seq >= $1 ORDER BY seq LIMIT $2`,
+         FROM entries WHERE entries.seq >= $1 ORDER BY entries.seq LIMIT $2`,
       [expectedSeq.toString(), pageSize],
     );
     if (page.rows.length === 0) break;
@@ -195,7 +195,7 @@ export async function verifyJournal(pool: pg.Pool, options: VerifyOptions = {}):
       `SELECT entry_seq::text, idx, kind, debit_account_id::text, credit_account_id::text, amount::text,
               unit, pending_seq::text, pending_idx, debit_version::text, debit_balance_after::text,
               debit_held_after::text, credit_version::text, credit_balance_after::text, credit_held_after::text
-         FROM transfers WHERE entry_seq = ANY($1::bigint[]) ORDER BY entry_seq, idx`,
+         FROM transfers WHERE transfers.entry_seq = ANY($1::bigint[]) ORDER BY transfers.entry_seq, transfers.idx`,
       [seqs],
     );
     const bySeq = new Map<string, HashableTransfer[]>();

@@ -152,7 +152,7 @@ export async function reversibleEntries(client: pg.PoolClient, seqs: bigint[]): 
     unit: string;
   }>(
     `SELECT entry_seq::text, kind, debit_account_id::text, credit_account_id::text, amount::text, unit
-       FROM transfers WHERE entry_seq = ANY($1::bigint[]) ORDER BY entry_seq, idx`,
+       FROM transfers WHERE entry_seq = ANY($1::bigint[]) ORDER BY transfers.entry_seq, transfers.idx`,
     [keys],
   );
   const result = new Map<bigint, ReversibleEntry>();
@@ -366,7 +366,7 @@ export async function holdsWithLegs(client: pg.PoolClient, holdIds: string[]): P
   const legs = await client.query<{ entry_seq: string; idx: number; debit_account_id: string; amount: string }>(
     `SELECT entry_seq::text, idx, debit_account_id::text, amount::text
        FROM transfers WHERE entry_seq = ANY($1::bigint[]) AND kind = 'PENDING'
-      ORDER BY entry_seq, idx`,
+      ORDER BY transfers.entry_seq, transfers.idx`,
     [rows.map((r) => r.reserve_seq)],
   );
   return rows.map((r) => ({
