@@ -1,0 +1,14 @@
+/**
+ * The bench's user population: u00000 … u09999 by default. Names are fixed-width so that every
+ * Consume request of a scenario has the same size on the wire.
+ */
+export function userName(index: number): string {
+  return `u${index.toString().padStart(5, '0')}`;
+}
+
+/** The one user that consume_hot_user and the baseline put all their load on. */
+export const hotUser = 'hot-user';
+
+/** Credits granted to each user before the scenarios: enough that no Consume is ever refused. */
+export const creditsPerUser = 1_000_000_000n;
+export const creditsForHotUser = 1_000_000_000_000n;
