@@ -108,7 +108,3 @@ export function killAllChildrenNow(): void {
   for (const child of live) child.kill('SIGKILL');
   live.clear();
 }
-
-export function liveChildren(): number {
-  return live.size;
-}

@@ -60,9 +60,9 @@ export async function serverFacts(adminUrl: string): Promise<ServerFacts> {
 /**
  * PostgreSQL processes whose CPU a scenario is charged with: the backends connected to the
  * bench database plus the server's background processes (WAL writer, checkpointer, …), which
- * work for every database, this one included.
+ * work for every database, this one included. With no database, only the latter.
  */
-export async function postgresPids(admin: pg.Client, databaseName: string): Promise<number[]> {
+export async function postgresPids(admin: pg.Client, databaseName: string | null): Promise<number[]> {
   const { rows } = await admin.query<{ pid: number }>(
     `SELECT pid FROM pg_stat_activity
       WHERE (datname = $1 AND pid <> pg_backend_pid()) OR backend_type IN
@@ -72,12 +72,16 @@ export async function postgresPids(admin: pg.Client, databaseName: string): Prom
   return rows.map((r) => r.pid);
 }
 
-/** Fresh tables have no statistics until autovacuum gets to them; analyse once, on purpose. */
-export async function analyze(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url, query_timeout: 60_000 });
+/**
+ * Fresh tables have no statistics until autovacuum gets to them, and the seeding's inserts
+ * would soon wake autovacuum in the middle of a measurement: vacuum and analyse once, on
+ * purpose, before the scenarios.
+ */
+export async function vacuumAnalyze(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url, query_timeout: 120_000 });
   await client.connect();
   try {
-    await client.query('ANALYZE');
+    await client.query('VACUUM ANALYZE');
   } finally {
     await client.end();
   }

@@ -32,6 +32,8 @@ interface CpuProfile {
 
 export interface ProfileWindow {
   name: string;
+  /** Operations completed in the window, to express time per operation. */
+  ops: number;
   /** Monotonic clock, microseconds (process.hrtime.bigint() / 1000). */
   startUs: number;
   endUs: number;
@@ -103,46 +105,61 @@ function owners(profile: CpuProfile): Map<number, string> {
   return owner;
 }
 
+/** Native socket writes: see the note printed with the summary. */
+const socketWrites = new Set(['writev', 'writeBuffer']);
+
 interface Tally {
+  /** Sampled time on the JS thread, idle excluded, socket writes included. */
   totalUs: number;
   idleUs: number;
-  byArea: Map<string, number>;
+  writesUs: number;
+  /** Everything but idle and socket writes, by who is charged with it. */
   byOwner: Map<string, number>;
+  /** Self time by function, socket writes included. */
   byFunction: Map<string, number>;
 }
 
 function tally(profile: CpuProfile, window: ProfileWindow): Tally {
   const frames = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
   const ownerOf = owners(profile);
-  const result: Tally = { totalUs: 0, idleUs: 0, byArea: new Map(), byOwner: new Map(), byFunction: new Map() };
+  const result: Tally = { totalUs: 0, idleUs: 0, writesUs: 0, byOwner: new Map(), byFunction: new Map() };
   let at = profile.startTime;
   for (let i = 0; i < profile.samples.length; i += 1) {
     at += profile.timeDeltas[i] ?? 0;
     if (at < window.startUs || at >= window.endUs) continue;
     // A sample stands for the time until the next one.
     const weight = profile.timeDeltas[i + 1] ?? 0;
-    const frame = frames.get(profile.samples[i] ?? -1);
+    const nodeId = profile.samples[i] ?? -1;
+    const frame = frames.get(nodeId);
     if (!frame) continue;
     if (frame.functionName === '(idle)') {
       result.idleUs += weight;
       continue;
     }
     result.totalUs += weight;
-    const a = area(frame);
-    result.byArea.set(a, (result.byArea.get(a) ?? 0) + weight);
-    const o = ownerOf.get(profile.samples[i] ?? -1) ?? a;
-    result.byOwner.set(o, (result.byOwner.get(o) ?? 0) + weight);
     const f = functionLabel(frame);
     result.byFunction.set(f, (result.byFunction.get(f) ?? 0) + weight);
+    if (frame.url === '' && socketWrites.has(frame.functionName)) {
+      result.writesUs += weight;
+      continue;
+    }
+    const o = ownerOf.get(nodeId) ?? area(frame);
+    result.byOwner.set(o, (result.byOwner.get(o) ?? 0) + weight);
   }
   return result;
 }
 
-function top(map: Map<string, number>, totalUs: number, count: number): string[][] {
+function top(map: Map<string, number>, ops: number, count: number): string[][] {
+  const total = [...map.values()].reduce((sum, us) => sum + us, 0);
   return [...map]
     .sort((a, b) => b[1] - a[1])
     .slice(0, count)
-    .map(([name, us]) => [name, (us / 1000).toFixed(0), `${((100 * us) / totalUs).toFixed(1)}%`]);
+    .map(([name, us]) => [
+      name,
+      (us / 1000).toFixed(0),
+      ops > 0 ? (us / ops).toFixed(1) : 'n/a',
+      `${((100 * us) / total).toFixed(1)}%`,
+    ]);
 }
 
 /**
@@ -169,6 +186,13 @@ export async function summariseProfiles(dir: string, pid: number, windows: reado
   if (!file) return `No .cpuprofile of process ${pid} in ${dir}: did the ledger exit by itself?`;
   const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
   const out: string[] = [`Profile: ${file}`];
+  out.push(
+    '',
+    'The profiler samples wall time on the JS thread. A socket write wakes its peer (a PostgreSQL backend, a ' +
+      'client), which on a busy machine may take the CPU from the writer, so samples in native socket writes ' +
+      '(writev, writeBuffer) are mostly waiting: they are left out of the "charged to" table, whose µs/op is then ' +
+      'close to user CPU per op (compare with the table above: total minus sys).',
+  );
   for (const window of windows) {
     const t = tally(profile, window);
     if (t.totalUs === 0) {
@@ -176,21 +200,19 @@ export async function summariseProfiles(dir: string, pid: number, windows: reado
       continue;
     }
     const seconds = (window.endUs - window.startUs) / 1e6;
-    const writesUs = ['writev', 'writeBuffer'].reduce((sum, name) => sum + (t.byFunction.get(name) ?? 0), 0);
+    const perOp = (us: number) => (window.ops > 0 ? `${(us / window.ops).toFixed(1)} µs/op` : 'n/a');
     out.push(
       '',
-      `#### ${window.name}: ${(t.totalUs / 1000).toFixed(0)} ms on the JS thread in ${seconds.toFixed(1)} s ` +
-        `(${(t.totalUs / 1e4 / seconds).toFixed(0)}% busy, idle ${(t.idleUs / 1000).toFixed(0)} ms)`,
+      `#### ${window.name}: ${window.ops} ops; JS thread sampled busy ${(t.totalUs / 1000).toFixed(0)} ms of ` +
+        `${seconds.toFixed(1)} s; socket writes ${(t.writesUs / 1000).toFixed(0)} ms (${perOp(t.writesUs)}); ` +
+        `the rest ${((t.totalUs - t.writesUs) / 1000).toFixed(0)} ms (${perOp(t.totalUs - t.writesUs)})`,
       '',
-      `Socket writes (writev, writeBuffer) account for ${(writesUs / 1000).toFixed(0)} ms of it. The profiler samples ` +
-        'wall time: a write wakes its peer (a PostgreSQL backend, a client), which on a busy machine takes the CPU ' +
-        'from the writer, so most of that is waiting, not CPU; the table above has the process\'s kernel CPU.',
+      markdownTable(
+        ['charged to (Node internals and native code go to their JS caller)', 'ms', 'µs/op', 'share'],
+        top(t.byOwner, window.ops, 16),
+      ),
       '',
-      markdownTable(['area', 'self ms', 'share'], top(t.byArea, t.totalUs, 14)),
-      '',
-      markdownTable(['charged to (Node internals and native code go to their caller)', 'ms', 'share'], top(t.byOwner, t.totalUs, 14)),
-      '',
-      markdownTable(['function', 'self ms', 'share'], top(t.byFunction, t.totalUs, 25)),
+      markdownTable(['function (self time)', 'ms', 'µs/op', 'share'], top(t.byFunction, window.ops, 20)),
     );
   }
   return out.join('\n');

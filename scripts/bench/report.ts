@@ -29,6 +29,9 @@ export interface ScenarioFigures {
   callLimitHit: boolean;
   /** Ledger write scenarios: journal entries per PostgreSQL transaction (batch), whole run. */
   entriesPerBatch: number | null;
+  /** ops/s of every round when the scenario ran more than once (--rounds); these figures are
+   * the best round's. */
+  roundsOpsPerS: number[];
 }
 
 export interface TargetCheck {
@@ -173,6 +176,7 @@ function detailJson(f: ScenarioFigures) {
     call_p99_ms: round(f.callP99Ms, 3),
     server_sys_cpu_us_per_op: round(f.serverSysCpuUsPerOp, 2),
     entries_per_batch: round(f.entriesPerBatch, 2),
+    rounds_ops_per_s: f.roundsOpsPerS.map((x) => round(x, 1)),
     window_s: round(f.windowS, 3),
     client_cpu_us_per_op: round(f.clientCpuUsPerOp, 2),
     postgres_cpu_us_per_op: round(f.postgresCpuUsPerOp, 2),
