@@ -8,7 +8,9 @@ export interface CsvRecord {
   fields: string[];
 }
 
-export function parseCsv(text: string): CsvRecord[] {
+export function parseCsv(input: string): CsvRecord[] {
+  // Spreadsheet exports often start with a UTF-8 byte-order mark; it is not part of the header.
+  const text = input.startsWith('\uFEFF') ? input.slice(1) : input;
   const records: CsvRecord[] = [];
   let fields: string[] = [];
   let field = '';

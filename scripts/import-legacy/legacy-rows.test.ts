@@ -99,7 +99,7 @@ describe('parseLegacyExport', () => {
     const parsed = parseLegacyExport(users, purchases);
     expect(parsed.users.map((u) => ({ line: u.line, userId: u.userId, plan: u.plan, current: u.current }))).toEqual([
       { line: 2, userId: 'u,1', plan: 'Pro, annual', current: 10n },
-      { line: 3, userId: 'q"2', plan: 'Legacy\nplan', current: 3n },
+      { line: 3, userId: 'q"2', plan: 'Legacy plan', current: 3n },
       { line: 5, userId: 'u3', plan: 'basic', current: 1n },
     ]);
     expect(parsed.purchases.map((p) => ({ id: p.id, userId: p.userId, session: p.stripeSessionId }))).toEqual([

@@ -1,3 +1,4 @@
+import { limits } from '../../services/ledger/domain/limits.js';
 import { parseCsv, type CsvRecord } from './csv.js';
 
 /**
@@ -74,7 +75,15 @@ export const rowsMax = 2_000_000;
 const integerPattern = /^(0|[1-9][0-9]{0,17})$/;
 const idPattern = /^[\x21-\x7e]{1,128}$/;
 
-export function parseLegacyExport(usersCsv: string, purchasesCsv: string): LegacyExport {
+/** What the target ledger accepts, so that an export that validates also imports whole. */
+export interface ImportLimits {
+  currencies: ReadonlySet<string>;
+}
+
+/** The ledger's default LEDGER_CURRENCIES. */
+export const defaultTarget: ImportLimits = { currencies: new Set(['USD', 'EUR', 'GBP']) };
+
+export function parseLegacyExport(usersCsv: string, purchasesCsv: string, target: ImportLimits = defaultTarget): LegacyExport {
   const problems: string[] = [];
   const users = readTable<LegacyUser>('user_credits.csv', usersCsv, userColumns, problems, (row, at) => {
     const userId = id(row.user_id, at('user_id'));
@@ -89,16 +98,23 @@ export function parseLegacyExport(usersCsv: string, purchasesCsv: string): Legac
     if (subscription > 0n && periodEnd === null) {
       throw new Error(`${at('subscription_period_end')}: required when subscription_credits_balance > 0`);
     }
+    if (subscription > 0n && periodStart === null) {
+      throw new Error(`${at('subscription_period_start')}: required when subscription_credits_balance > 0`);
+    }
     if (periodStart && periodEnd && periodEnd <= periodStart) {
       throw new Error(`${at('subscription_period_end')}: must be after subscription_period_start`);
     }
-    const plan = row.subscription_plan ?? '';
-    if (plan.length > 64) throw new Error(`${at('subscription_plan')}: longer than 64 characters`);
+    // Plan names are display text: runs of white space (a name wrapped over two lines in the
+    // export) become one space, as the ledger accepts no control characters.
+    const plan = (row.subscription_plan ?? '').replace(/\s+/g, ' ').trim();
+    if ([...plan].length > 64) throw new Error(`${at('subscription_plan')}: longer than 64 characters`);
     return { userId, current, purchased, subscription, plan, periodStart, periodEnd };
   });
   const purchases = readTable<LegacyPurchase>('user_credit_purchases.csv', purchasesCsv, purchaseColumns, problems, (row, at) => {
     const currency = (row.currency ?? '').toUpperCase();
-    if (!/^[A-Z]{3}$/.test(currency)) throw new Error(`${at('currency')}: "${row.currency}" is not an ISO 4217 code`);
+    if (!target.currencies.has(currency)) {
+      throw new Error(`${at('currency')}: "${row.currency}" is not one of the ledger's currencies (${[...target.currencies].join(', ')})`);
+    }
     const credits = count(row.credits, at('credits'));
     if (credits === 0n) throw new Error(`${at('credits')}: must be positive`);
     const createdAt = optionalTime(row.created_at, at('created_at'));
@@ -197,7 +213,10 @@ function count(value: string | undefined, where: string): bigint {
   if (value === undefined || !integerPattern.test(value)) {
     throw new Error(`${where}: "${value ?? ''}" is not a whole number ≥ 0`);
   }
-  return BigInt(value);
+  const n = BigInt(value);
+  // One bound for credits and cents alike: the ledger's per-command credit limit.
+  if (n > limits.creditsMax) throw new Error(`${where}: ${n} is above the ledger's limit of ${limits.creditsMax}`);
+  return n;
 }
 
 function optionalTime(value: string | undefined, where: string): Date | null {

@@ -15,6 +15,8 @@ const { values } = parseArgs({
     users: { type: 'string' },
     purchases: { type: 'string' },
     'dry-run': { type: 'boolean', default: false },
+    // The target ledger's LEDGER_CURRENCIES, so that what validates also imports.
+    currencies: { type: 'string', default: process.env.LEDGER_CURRENCIES ?? 'USD,EUR,GBP' },
   },
 });
 if (!values.users || !values.purchases) {
@@ -23,7 +25,9 @@ if (!values.users || !values.purchases) {
 }
 let exported;
 try {
-  exported = parseLegacyExport(await readFile(values.users, 'utf8'), await readFile(values.purchases, 'utf8'));
+  exported = parseLegacyExport(await readFile(values.users, 'utf8'), await readFile(values.purchases, 'utf8'), {
+    currencies: new Set(values.currencies.split(',').map((c) => c.trim())),
+  });
 } catch (error) {
   if (error instanceof LegacyValidationError) {
     console.error(error.message);

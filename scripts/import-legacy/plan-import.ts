@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { LegacyExport } from './legacy-rows.js';
 
 /**
@@ -7,11 +8,24 @@ import type { LegacyExport } from './legacy-rows.js';
  * - purchased credits: a Purchase whose cost basis is the user's completed purchases pro rata
  *   (what the remaining credits were paid for), so their revenue is recognised as they are
  *   spent; a Grant when there is no payment on record;
- * - subscription credits: a SUBSCRIPTION Grant expiring at the current period's end (none
- *   when that end has passed: the reset would have taken them);
+ * - subscription credits: a free RenewSubscription for the current period (plan, start, end),
+ *   so the lot expires at the period's end and a later invoice for the same period is refused
+ *   instead of granting it twice (none when the period has ended: the reset took them);
  * - the rest of current_balance: a BONUS Grant.
  */
 export type PlannedCommand =
+  | {
+      method: 'renewSubscription';
+      request: {
+        idempotencyKey: string;
+        userId: string;
+        credits: bigint;
+        plan: string;
+        periodStart: Date;
+        periodEnd: Date;
+        metadata: Record<string, string>;
+      };
+    }
   | {
       method: 'grant';
       request: {
@@ -36,6 +50,14 @@ export type PlannedCommand =
       };
     };
 
+/**
+ * The user id as it appears in keys: itself when short enough for a 128-character key, else a
+ * digest of it (the key must stay derived from the legacy id alone, so reruns match).
+ */
+function keyId(userId: string): string {
+  return userId.length <= 96 ? userId : `h-${createHash('sha256').update(userId).digest('hex').slice(0, 40)}`;
+}
+
 /** Stripe cents to ledger micros: exact (DESIGN.md §2). */
 const microsPerCent = 10_000n;
 
@@ -51,7 +73,7 @@ export function planImport(exported: LegacyExport, now: Date): PlannedCommand[] 
   }
   const commands: PlannedCommand[] = [];
   for (const u of exported.users) {
-    const key = (part: string) => `legacy:${u.userId}:${part}`;
+    const key = (part: string) => `legacy:${keyId(u.userId)}:${part}`;
     const source = { source: 'legacy-import', legacy_line: String(u.line) };
     if (u.purchased > 0n) {
       const history = paid.get(u.userId);
@@ -77,16 +99,17 @@ export function planImport(exported: LegacyExport, now: Date): PlannedCommand[] 
         });
       }
     }
-    if (u.subscription > 0n && u.periodEnd !== null && u.periodEnd > now) {
+    if (u.subscription > 0n && u.periodStart !== null && u.periodEnd !== null && u.periodEnd > now) {
       commands.push({
-        method: 'grant',
+        method: 'renewSubscription',
         request: {
           idempotencyKey: key('subscription'),
           userId: u.userId,
           credits: u.subscription,
-          bucket: 'SUBSCRIPTION',
-          expiresAt: u.periodEnd,
-          metadata: { ...source, ...(u.plan ? { plan: u.plan } : {}) },
+          plan: u.plan || 'legacy',
+          periodStart: u.periodStart,
+          periodEnd: u.periodEnd,
+          metadata: source,
         },
       });
     }

@@ -33,7 +33,9 @@ export async function runImport(
         const response =
           command.method === 'grant'
             ? await ledger.grant({ ...command.request, bucket: buckets[command.request.bucket] })
-            : await ledger.purchase({ ...command.request, bucket: Bucket.BUCKET_PURCHASED });
+            : command.method === 'purchase'
+              ? await ledger.purchase({ ...command.request, bucket: Bucket.BUCKET_PURCHASED })
+              : await ledger.renewSubscription(command.request);
         if (response.replayed) report.replayed += 1;
         else report.written += 1;
         report.credits += command.request.credits;

@@ -101,7 +101,6 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     const head = await lockHead(client);
     const keys = await storedKeys(client, commands.map((c) => c.idempotencyKey));
     const live = await loadLots(client, { live: users });
-    const named = await loadLots(client, { ids: [...targets.lotUsers.keys()] });
     const reversible = await reversibleEntries(client, [...targets.entryUsers.keys()]);
     // A reversal must see the hold its reservation opened (it may not reverse an open one).
     const holds = await holdsWithLegs(client, [
@@ -110,6 +109,10 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     const mirrored = await userAccounts(client, [
       ...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit]))),
     ]);
+    // Lots named by commands (expiries, refunds) and those a reversal gives credits back to.
+    const named = await loadLots(client, {
+      ids: [...new Set([...targets.lotUsers.keys(), ...mirrored.filter((a) => a.kind === 'LOT').map((a) => a.id)])],
+    });
     const refs = await purchasedRefs(
       client,
       unique(commands.map((c) => (c.kind === 'PURCHASE' || c.kind === 'RENEW_SUBSCRIPTION' ? c.externalRef : null))),

@@ -46,8 +46,9 @@ export class ExpirySweeper {
     const now = clock.now().toISOString();
     // Inputs: now, the per-pass bound. Locks: none. Output: lots past expiry that the sweeper
     // has not finished, oldest expiry first, with what is left unheld in them.
-    const { rows } = await pool.query<{ account_id: string; unheld: string }>(
-      `SELECT l.account_id::text, (a.credits_posted - a.debits_posted - a.debits_pending)::text AS unheld
+    const { rows } = await pool.query<{ account_id: string; unheld: string; version: string }>(
+      `SELECT l.account_id::text, (a.credits_posted - a.debits_posted - a.debits_pending)::text AS unheld,
+              a.version::text
          FROM lots l JOIN accounts a ON a.id = l.account_id
         WHERE l.expires_at IS NOT NULL AND NOT l.expiry_swept AND l.expires_at <= $1
         ORDER BY l.expires_at LIMIT $2`,
@@ -73,7 +74,13 @@ export class ExpirySweeper {
       queue,
       rows
         .filter((r) => BigInt(r.unheld) > 0n)
-        .map((r) => ({ kind: 'EXPIRE', idempotencyKey: `${systemKeyPrefix}expire-lot:${r.account_id}`, lotId: BigInt(r.account_id) })),
+        // The key names the lot's version: two sweepers that saw the same state write one
+        // entry, and a lot given credits again later (a reversal) can be expired again.
+        .map((r) => ({
+          kind: 'EXPIRE',
+          idempotencyKey: `${systemKeyPrefix}expire-lot:${r.account_id}:v${r.version}`,
+          lotId: BigInt(r.account_id),
+        })),
       log,
     );
     if (expired > 0) log.info({ expired }, 'expired lots');

@@ -79,26 +79,37 @@ describe('refunds', () => {
         WHERE l.account_id = $1 GROUP BY c.code`,
       [lotId.toString()],
     );
-    const fromRecognized = await t.pool.query<{ amount: string }>(
-      `SELECT COALESCE(SUM(t.amount), 0)::text AS amount
-         FROM entries e JOIN transfers t ON t.entry_seq = e.seq
-         JOIN accounts d ON d.id = t.debit_account_id JOIN accounts c ON c.id = t.credit_account_id
-        WHERE e.kind = 'REFUND' AND e.metadata->>'lot_id' = $1 AND d.code LIKE 'revenue.recognized.%' AND c.code LIKE 'refunds.%'`,
-      [lotId.toString()],
-    );
+    // Refund legs out of the platform's revenue accounts are attributed to the lot by the
+    // refund entry's lot_id.
+    const refundedFrom = async (account: string) =>
+      BigInt(
+        (
+          await t.pool.query<{ amount: string }>(
+            `SELECT COALESCE(SUM(t.amount), 0)::text AS amount
+               FROM entries e JOIN transfers t ON t.entry_seq = e.seq
+               JOIN accounts d ON d.id = t.debit_account_id JOIN accounts c ON c.id = t.credit_account_id
+              WHERE e.kind = 'REFUND' AND e.metadata->>'lot_id' = $1 AND d.code LIKE $2 AND c.code LIKE 'refunds.%'`,
+            [lotId.toString(), `${account}.%`],
+          )
+        ).rows[0]!.amount,
+      );
     const by = Object.fromEntries(out.rows.map((r) => [r.code, BigInt(r.amount)]));
     const recognized = by['revenue.recognized.USD'] ?? 0n;
     const breakage = by['revenue.breakage.USD'] ?? 0n;
     const refundedFromDeferred = by['refunds.USD'] ?? 0n;
-    const refundedFromRecognized = BigInt(fromRecognized.rows[0]!.amount);
+    const refundedFromRecognized = await refundedFrom('revenue.recognized');
+    const refundedFromBreakage = await refundedFrom('revenue.breakage');
     return {
       recognized,
       breakage,
       refundedFromDeferred,
       refundedFromRecognized,
+      refundedFromBreakage,
       /** Revenue the lot leaves recognised once its refunds are netted out. */
       netRecognized: recognized - refundedFromRecognized,
-      refunded: refundedFromDeferred + refundedFromRecognized,
+      /** Breakage the lot leaves once refunds of expired credits are netted out. */
+      netBreakage: breakage - refundedFromBreakage,
+      refunded: refundedFromDeferred + refundedFromRecognized + refundedFromBreakage,
     };
   };
 
@@ -172,7 +183,7 @@ describe('refunds', () => {
       for (const part of parts) await refund(ref, part);
       expect(await lotState(p.lotId)).toEqual({ balance: 0n, held: 0n, deferred: 0n, refunded: paid });
       got.push({ ref, ...(await lotMoney(p.lotId)) });
-      want.push({ ref, recognized: 0n, breakage: 0n, refundedFromDeferred: paid, refundedFromRecognized: 0n, netRecognized: 0n, refunded: paid });
+      want.push({ ref, recognized: 0n, breakage: 0n, refundedFromDeferred: paid, refundedFromRecognized: 0n, refundedFromBreakage: 0n, netRecognized: 0n, netBreakage: 0n, refunded: paid });
     }
     expect(got).toEqual(want);
     await t.expectInvariants();
@@ -197,8 +208,10 @@ describe('refunds', () => {
     const r = await refund('in_subref_1', 10_000_000n);
     expect(r).toMatchObject({ clawedBackCredits: 0n, shortfallCredits: 100n, refundedMicrosTotal: 10_000_000n });
     const m = await lotMoney(first.lotId);
-    expect(m).toMatchObject({ recognized: 1_000_000n, refunded: 10_000_000n });
-    expect(m.netRecognized + m.breakage + m.refunded).toBe(10_000_000n); // = paid
+    // The 9.00 of expired credits come back out of the breakage they produced, the 1.00 of
+    // used ones out of recognised revenue.
+    expect(m).toMatchObject({ recognized: 1_000_000n, breakage: 9_000_000n, refundedFromBreakage: 9_000_000n, refundedFromRecognized: 1_000_000n, refunded: 10_000_000n });
+    expect(m.netRecognized + m.netBreakage + m.refunded).toBe(10_000_000n); // = paid
     expect(m.netRecognized).toBeGreaterThanOrEqual(0n);
     await t.expectInvariants();
   });
@@ -221,7 +234,9 @@ describe('refunds', () => {
       breakage: 0n,
       refundedFromDeferred: 2_000_000n,
       refundedFromRecognized: 8_000_000n,
+      refundedFromBreakage: 0n,
       netRecognized: 0n,
+      netBreakage: 0n,
       refunded: 10_000_000n,
     });
 
@@ -230,7 +245,9 @@ describe('refunds', () => {
     const hold = await t.client.worker.reserve({ idempotencyKey: key('hold'), userId: 'held', credits: 60n });
     const rh = await refund('cs_held', 10_000_000n, RefundReason.REFUND_REASON_DISPUTE);
     expect(rh).toMatchObject({ clawedBackCredits: 40n, shortfallCredits: 60n, refundedMicrosTotal: 10_000_000n });
-    expect(await lotState(q.lotId)).toEqual({ balance: 60n, held: 60n, deferred: 6_000_000n, refunded: 10_000_000n });
+    // The whole payment comes back out of deferred revenue (DESIGN §3: recognised revenue only
+    // pays for credits already used): the held credits carry no deferred money any more.
+    expect(await lotState(q.lotId)).toEqual({ balance: 60n, held: 60n, deferred: 0n, refunded: 10_000_000n });
     const cap = await t.client.worker.capture({ idempotencyKey: key('cap'), holdId: hold.holdId, credits: 60n });
     expect(cap.capturedCredits).toBe(60n);
     expect(await lotState(q.lotId)).toEqual({ balance: 0n, held: 0n, deferred: 0n, refunded: 10_000_000n });
@@ -315,7 +332,7 @@ describe('refunds', () => {
       // Where the lot's deferred money went, summed by destination...
       expect({ ending, total: m.recognized + m.breakage + m.refundedFromDeferred }).toEqual({ ending, total: paid });
       // ...and the same with refunds netted out of recognised revenue.
-      expect({ ending, total: m.netRecognized + m.breakage + m.refunded }).toEqual({ ending, total: paid });
+      expect({ ending, total: m.netRecognized + m.netBreakage + m.refunded }).toEqual({ ending, total: paid });
       expect(m.netRecognized).toBeGreaterThanOrEqual(0n);
     }
     expect(await lotMoney(used.lotId)).toMatchObject({ recognized: 9_990_001n, breakage: 0n, refunded: 0n });

@@ -141,24 +141,22 @@ describe('subscription lifecycle', () => {
     const octDeferred = (await api().auditor.getBalance({ userId: 'early' })).lots[0]!.deferredMicros;
     expect(octDeferred).toBe(9_990_000n - 2_997_000n - 99_900n); // 30 then 1 credits recognised pro rata
 
-    // An early renewal (the invoice paid 1 ms before period_start): the code expires the old
-    // period's remainder at once, and the new lot is not spendable until period_start. For that
-    // millisecond the user has no spendable subscription credits at all.
+    // An early renewal (the invoice paid 1 ms before period_start) grants the new period's lot,
+    // spendable from period_start, and leaves the October lot alone: the user keeps spending
+    // it until it really ends, and the expiry sweeper journals its remainder after that.
     const early = await renew('early', nov, 120n, 11_990_000n, 'in_early_nov');
-    expect(early.expiredCredits).toBe(69n);
-    expect((await balance('early')).subscription).toEqual({ balance: 120n, held: 0n, available: 0n });
-    expect((await balance('early')).total.available).toBe(0n);
-    expect(refusal(await settle(consume('early', 1n)))).toEqual({ code: status.FAILED_PRECONDITION, reason: 'INSUFFICIENT_CREDITS' });
-    const q = await api().worker.quote({ userId: 'early', credits: 1n });
-    expect(q.sufficient).toBe(false);
+    expect(early.expiredCredits).toBe(0n);
+    expect((await balance('early')).subscription).toEqual({ balance: 189n, held: 0n, available: 69n });
+    expect((await consume('early', 1n)).allocations).toEqual([{ lotId: octLot.early, credits: 1n }]);
+    const q = await api().worker.quote({ userId: 'early', credits: 68n });
+    expect(q.sufficient).toBe(true);
+    expect(q.allocations).toEqual([{ lotId: octLot.early, credits: 68n }]);
     const earlyEntry = await entry(early.entryId);
     expect(earlyEntry.kind).toBe(EntryKind.ENTRY_KIND_RENEW_SUBSCRIPTION);
     expect(earlyEntry.recordedAt).toEqual(clock.now());
     expect(earlyEntry.effectiveAt).toEqual(nov.start);
     expect(earlyEntry.metadata).toMatchObject({ plan: 'pro', period_start: nov.start.toISOString(), period_end: nov.end.toISOString() });
     expect(legs(earlyEntry)).toEqual([
-      { kind: TransferKind.TRANSFER_KIND_POSTED, from: `user:early:lot:${octLot.early}`, to: 'platform.credits_expired', amount: 69n, unit: 'CREDIT' },
-      { kind: TransferKind.TRANSFER_KIND_POSTED, from: `user:early:lot:${octLot.early}:deferred`, to: 'revenue.breakage.USD', amount: octDeferred, unit: 'USD' },
       { kind: TransferKind.TRANSFER_KIND_POSTED, from: 'platform.credits_issued', to: `user:early:lot:${early.lotId}`, amount: 120n, unit: 'CREDIT' },
       { kind: TransferKind.TRANSFER_KIND_POSTED, from: 'stripe.clearing.USD', to: `user:early:lot:${early.lotId}:deferred`, amount: 11_990_000n, unit: 'USD' },
     ]);
@@ -168,7 +166,7 @@ describe('subscription lifecycle', () => {
     // At 00:00: the early renewal's lot becomes spendable; October lots are past expiry (not
     // drawable) but still counted in balance until a renewal or the sweeper journals it.
     clock.set(nov.start);
-    expect((await balance('early')).subscription).toEqual({ balance: 120n, held: 0n, available: 120n });
+    expect((await balance('early')).subscription).toEqual({ balance: 188n, held: 0n, available: 120n });
     expect((await balance('at')).subscription).toEqual({ balance: 70n, held: 0n, available: 0n });
     expect(refusal(await settle(consume('at', 1n)))).toEqual({ code: status.FAILED_PRECONDITION, reason: 'INSUFFICIENT_CREDITS' });
     const at = await renew('at', nov, 120n, 11_990_000n, 'in_at_nov');
@@ -182,13 +180,19 @@ describe('subscription lifecycle', () => {
     const late = await renew('late', nov, 120n, 11_990_000n, 'in_late_nov');
     expect(late.expiredCredits).toBe(70n);
     const sweep = await t!.ledger.expirySweeper.sweepOnce();
-    expect(sweep).toEqual({ examined: 1, expired: 1, finished: 0 });
+    expect(sweep).toEqual({ examined: 2, expired: 2, finished: 0 });
+    expect((await balance('early')).subscription).toEqual({ balance: 120n, held: 0n, available: 120n });
     expect((await balance('swept')).subscription).toEqual({ balance: 0n, held: 0n, available: 0n });
     const swept = await renew('swept', nov, 120n, 11_990_000n, 'in_swept_nov');
     expect(swept.expiredCredits).toBe(0n);
     expect(legs(await entry(swept.entryId)).map((l) => l.to)).toEqual([`user:swept:lot:${swept.lotId}`, `user:swept:lot:${swept.lotId}:deferred`]);
-    const expireEntries = await t!.pool.query<{ user_id: string; effective_at: Date }>(`SELECT user_id, effective_at FROM entries WHERE kind = 'EXPIRE'`);
-    expect(expireEntries.rows).toEqual([{ user_id: 'swept', effective_at: oct.end }]);
+    const expireEntries = await t!.pool.query<{ user_id: string; effective_at: Date }>(
+      `SELECT user_id, effective_at FROM entries WHERE kind = 'EXPIRE' ORDER BY user_id`,
+    );
+    expect(expireEntries.rows).toEqual([
+      { user_id: 'early', effective_at: oct.end },
+      { user_id: 'swept', effective_at: oct.end },
+    ]);
 
     // Every October lot is finished, emptied, and its money split exactly between recognised
     // revenue and breakage.
@@ -201,7 +205,7 @@ describe('subscription lifecycle', () => {
     const expired = await t!.pool.query<{ total: string }>(
       `SELECT SUM(amount)::text AS total FROM transfers t JOIN accounts a ON a.id = t.credit_account_id WHERE a.code = 'platform.credits_expired'`,
     );
-    expect(BigInt(expired.rows[0]!.total)).toBe(69n + 70n + 70n + 70n);
+    expect(BigInt(expired.rows[0]!.total)).toBe(68n + 70n + 70n + 70n);
     expect(await t!.ledger.expirySweeper.sweepOnce()).toEqual({ examined: 0, expired: 0, finished: 0 });
     await t!.expectInvariants();
   });
@@ -417,7 +421,7 @@ describe('subscription lifecycle', () => {
     for (const [i, r] of rows.entries()) {
       expect(r.effective_at.getTime()).toBe(times[i]);
       expect(r.actor).toBe('ledger.sweeper');
-      expect(r.idempotency_key).toBe(`ledger:expire-lot:${expiredLots[i]}`);
+      expect(r.idempotency_key).toMatch(new RegExp(`^ledger:expire-lot:${expiredLots[i]}:v\\d+$`));
     }
     const swept = await t!.pool.query<{ n: number }>(
       `SELECT COUNT(*)::int AS n FROM lots WHERE expiry_swept AND account_id = ANY($1::bigint[])`,

@@ -95,6 +95,10 @@ export async function startTestLedger(start: StartOptions = {}): Promise<TestLed
     clientFor,
     verify,
     async expectInvariants() {
+      // Invariant 7 allows a hold to outlive its TTL by one sweeper period. With the sweeper's
+      // timer off and a manual clock, that period is the test's to end: the pass it would have
+      // run is run here, through the real sweeper.
+      if (!(start.sweeper ?? false)) await ledger.sweeper.sweepOnce();
       const report = await verify();
       expect(report.violations).toEqual([]);
       return report;

@@ -45,6 +45,9 @@ CREATE TABLE lots (
   period_start         timestamptz(3) NULL,
   -- Money refunded so far against this lot (refunds are cumulative, never above the cost).
   refunded_micros      bigint NOT NULL DEFAULT 0 CHECK (refunded_micros >= 0 AND refunded_micros <= cost_basis_micros),
+  -- Deferred money this lot has sent to breakage (expiry), less what refunds took back from
+  -- it: a refund of expired credits comes out of breakage before recognised revenue.
+  breakage_micros      bigint NOT NULL DEFAULT 0 CHECK (breakage_micros >= 0 AND breakage_micros <= cost_basis_micros),
   -- Set once the expiry sweeper has nothing more to do for the lot: its remainder at expiry
   -- was journaled (or there was none). Credits held at expiry are expired when released.
   expiry_swept         boolean NOT NULL DEFAULT false,

@@ -74,7 +74,7 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
     transfers,
     newAccounts: [],
     newLot: null,
-    lotUpdates: [],
+    lotUpdates: money.lotUpdates([]),
     reversesSeq: null,
     hold: { ...hold, status: 'CAPTURED', closedSeq: state.nextSeq, capturedCredits: cmd.credits },
     result: {

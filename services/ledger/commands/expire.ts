@@ -17,6 +17,8 @@ export function applyExpire(state: LedgerState, cmd: ExpireCommand): EntryDraft 
   if (unheld <= 0n || lot.expirySwept) {
     throw refused('NOTHING_TO_EXPIRE', `lot ${lot.accountId} has nothing left to expire`);
   }
+  const money = new LotMoney(state);
+  const transfers = expiryTransfers(state, money, lot.accountId, unheld);
   return {
     kind: 'EXPIRE',
     userId: lot.userId,
@@ -25,10 +27,10 @@ export function applyExpire(state: LedgerState, cmd: ExpireCommand): EntryDraft 
     policyVersion: null,
     allocation: null,
     metadata: { lot_id: lot.accountId.toString(), expires_at: lot.expiresAt?.toISOString() ?? '' },
-    transfers: expiryTransfers(state, new LotMoney(state), lot.accountId, unheld),
+    transfers,
     newAccounts: [],
     newLot: null,
-    lotUpdates: [{ ...lot, expirySwept: true }],
+    lotUpdates: money.lotUpdates([{ ...lot, expirySwept: true }]),
     reversesSeq: null,
     hold: null,
     result: { lotId: lot.accountId, expiredCredits: unheld },

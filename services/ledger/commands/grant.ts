@@ -59,6 +59,7 @@ export function applyGrant(state: LedgerState, cmd: GrantCommand): EntryDraft {
       plan: null,
       periodStart: null,
       refundedMicros: 0n,
+      breakageMicros: 0n,
       expirySwept: false,
     },
     lotUpdates: [],

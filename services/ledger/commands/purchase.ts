@@ -89,6 +89,7 @@ export function applyPurchase(state: LedgerState, cmd: PurchaseCommand): EntryDr
       plan: null,
       periodStart: null,
       refundedMicros: 0n,
+      breakageMicros: 0n,
       expirySwept: false,
     },
     lotUpdates: [],

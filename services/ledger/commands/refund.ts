@@ -29,9 +29,12 @@ export function parseRefund(input: RefundInput): RefundCommand {
  * bought are clawed back from the lot, in proportion to the amount: cumulatively, so that
  * refunding the whole purchase in any number of parts claws back exactly the credits granted.
  * Credits already spent (or held) are never taken: the lot does not go below zero and the
- * missing credits are recorded as the shortfall. The money leaves the lot's deferred revenue in
- * proportion to the credits clawed back; the rest of the refund comes out of revenue already
- * recognised.
+ * missing credits are recorded as the shortfall.
+ *
+ * The money comes back out of the lot's deferred revenue first; then, for credits that
+ * expired, out of the breakage they produced; only the rest out of revenue already recognised
+ * ("if already used", DESIGN.md §3). So over a lot's life recognised + breakage + refunded
+ * equals what was paid, to the micro.
  */
 export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft {
   const lotId = state.lotIdForExternalRef(cmd.externalRef);
@@ -55,27 +58,25 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
   const shortfall = owed - clawed;
 
   const money = new LotMoney(state);
+  const deferredLeft = money.deferredLeft(lotId);
+  const fromDeferred = min(cmd.amountMicros, deferredLeft);
+  const fromBreakage = min(cmd.amountMicros - fromDeferred, lot.breakageMicros);
+  const fromRecognized = cmd.amountMicros - fromDeferred - fromBreakage;
+  const accounts = state.money(lot.currency);
+  const platformLeg = (debit: bigint, amount: bigint): TransferDraft[] =>
+    amount === 0n ? [] : [{ kind: 'POSTED', debit, credit: accounts.refunds, amount, unit: lot.currency!, pending: null }];
+
   const transfers: TransferDraft[] = [];
-  let fromDeferred = 0n;
-  if (clawed > 0n) {
-    transfers.push(creditTransfer('POSTED', lotId, state.platform.clawedBack, clawed));
-    const share = money.take(lotId, clawed);
-    fromDeferred = share < cmd.amountMicros ? share : cmd.amountMicros;
-    // Rounding can leave a lot with no credits but a few deferred micros; they are breakage.
-    if (share > fromDeferred) transfers.push(...breakageTransfers(state, lotId, share - fromDeferred));
-  }
-  transfers.push(...refundTransfers(state, lotId, fromDeferred));
-  const fromRecognized = cmd.amountMicros - fromDeferred;
-  if (fromRecognized > 0n) {
-    const accounts = state.money(lot.currency);
-    transfers.push({
-      kind: 'POSTED',
-      debit: accounts.recognized,
-      credit: accounts.refunds,
-      amount: fromRecognized,
-      unit: lot.currency,
-      pending: null,
-    });
+  if (clawed > 0n) transfers.push(creditTransfer('POSTED', lotId, state.platform.clawedBack, clawed));
+  transfers.push(
+    ...refundTransfers(state, lotId, fromDeferred),
+    ...platformLeg(accounts.breakage, fromBreakage),
+    ...platformLeg(accounts.recognized, fromRecognized),
+  );
+  money.addBreakage(lotId, -fromBreakage);
+  // A lot left without credits keeps no deferred money: what rounding left there is breakage.
+  if (state.lotBalance(lotId) - clawed === 0n && deferredLeft - fromDeferred > 0n) {
+    transfers.push(...breakageTransfers(state, money, lotId, deferredLeft - fromDeferred));
   }
   return {
     kind: 'REFUND',
@@ -90,14 +91,20 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
       reason: cmd.reason,
       lot_id: lotId.toString(),
       shortfall_credits: shortfall.toString(),
+      from_deferred_micros: fromDeferred.toString(),
+      from_breakage_micros: fromBreakage.toString(),
       from_recognized_micros: fromRecognized.toString(),
     },
     transfers,
     newAccounts: [],
     newLot: null,
-    lotUpdates: [{ ...lot, refundedMicros: refundedAfter }],
+    lotUpdates: money.lotUpdates([{ ...lot, refundedMicros: refundedAfter }]),
     reversesSeq: null,
     hold: null,
     result: { lotId, clawedBackCredits: clawed, shortfallCredits: shortfall, refundedMicrosTotal: refundedAfter },
   };
+}
+
+function min(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
 }

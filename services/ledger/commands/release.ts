@@ -63,7 +63,7 @@ function voidHold(
     ],
     newAccounts: [],
     newLot: null,
-    lotUpdates: [],
+    lotUpdates: money.lotUpdates([]),
     reversesSeq: null,
     hold: { ...hold, status: kind === 'RELEASE' ? 'RELEASED' : 'EXPIRED', closedSeq: state.nextSeq },
     result: { holdId: hold.id, releasedCredits: hold.credits, ...(expired > 0n ? { expiredCredits: expired } : {}) },

@@ -50,6 +50,11 @@ export function parseRenewSubscription(input: RenewSubscriptionInput, ctx: v.Val
  * period_start and expiring at period_end. Purchased and bonus lots are not touched. Credits
  * under an open hold stay with it; released later after their lot expired, they expire then.
  *
+ * A renewal recorded before the new period starts (an invoice paid early) leaves the current
+ * period's lot alone until its own expiry, when the expiry sweeper takes its remainder: the
+ * user keeps their credits until the period really ends. A renewal recorded after its period
+ * ended is still recorded (the money was received); its lot is expired by the sweeper.
+ *
  * One renewal per (user, period): a second one for the same period_start is refused under
  * any key, so a redelivered or replayed invoice never grants twice.
  */
@@ -67,15 +72,16 @@ export function applyRenewSubscription(state: LedgerState, cmd: RenewSubscriptio
       throw new LedgerError('ALREADY_EXISTS', `external_ref: "${cmd.externalRef}" was already recorded by entry ${purchased}`);
     }
   }
-  if (cmd.periodEnd.getTime() <= state.now.getTime()) throw invalid('period_end', 'is in the past');
 
   const money = new LotMoney(state);
   const transfers: TransferDraft[] = [];
   const lotUpdates: LotState[] = [];
   let expired = 0n;
+  const started = state.now.getTime() >= cmd.periodStart.getTime();
   const previous = state
     .liveLots(cmd.userId)
-    .filter((lot) => lot.bucket === 'SUBSCRIPTION' && (lot.periodStart === null || lot.periodStart < cmd.periodStart));
+    .filter((lot) => lot.bucket === 'SUBSCRIPTION' && (lot.periodStart === null || lot.periodStart < cmd.periodStart))
+    .filter((lot) => started || lot.expiresAt === null || state.isExpired(lot));
   for (const lot of previous) {
     const unheld = state.lotUnheld(lot.accountId);
     if (unheld > 0n) {
@@ -133,9 +139,10 @@ export function applyRenewSubscription(state: LedgerState, cmd: RenewSubscriptio
       plan: cmd.plan,
       periodStart: cmd.periodStart,
       refundedMicros: 0n,
+      breakageMicros: 0n,
       expirySwept: false,
     },
-    lotUpdates,
+    lotUpdates: money.lotUpdates(lotUpdates),
     reversesSeq: null,
     hold: null,
     result: { lotId, expiredCredits: expired },

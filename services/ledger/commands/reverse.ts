@@ -3,6 +3,13 @@ import type { EntryDraft, LedgerState, TransferDraft } from '../domain/ledger-st
 import { flagNoOverdraft, type ReverseCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 
+/**
+ * Entries a reversal may mirror: plain movements of credits and money. Refunds, renewals and
+ * expiries also keep lot bookkeeping (refunded, breakage, sweep state) that a mirror would
+ * leave wrong; they are corrected with their own commands.
+ */
+const reversibleKinds: ReadonlySet<string> = new Set(['GRANT', 'PURCHASE', 'CONSUME', 'CAPTURE']);
+
 export interface ReverseInput {
   idempotencyKey: string;
   entryId: bigint;
@@ -36,6 +43,12 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
   if (original.holdId !== null && original.kind === 'RESERVE' && state.hold(original.holdId)?.status === 'OPEN') {
     throw refused('HOLD_OPEN', `entry ${original.seq} reserved hold "${original.holdId}", which is still open`);
   }
+  if (!reversibleKinds.has(original.kind)) {
+    throw refused(
+      'NOT_REVERSIBLE',
+      `entry ${original.seq} is a ${original.kind}; only ${[...reversibleKinds].join(', ')} entries can be reversed (refunds, renewals and expiries have their own commands)`,
+    );
+  }
   const transfers: TransferDraft[] = original.transfers
     .filter((t) => t.kind === 'POSTED' || t.kind === 'POST_PENDING')
     .map((t) => ({ kind: 'POSTED', debit: t.credit, credit: t.debit, amount: t.amount, unit: t.unit, pending: null }));
@@ -58,6 +71,14 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
       );
     }
   }
+  // Credits given back to a lot that has expired must not become spendable: if the sweeper
+  // was done with the lot, hand it back to the sweeper, which journals their expiry.
+  const lotUpdates = transfers.flatMap((t) => {
+    const account = state.platform.all.has(t.credit) ? null : state.account(t.credit);
+    if (account?.kind !== 'LOT') return [];
+    const lot = state.lot(t.credit);
+    return state.isExpired(lot) && lot.expirySwept ? [{ ...lot, expirySwept: false }] : [];
+  });
   return {
     kind: 'REVERSE',
     userId: original.userId,
@@ -69,7 +90,7 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
     transfers,
     newAccounts: [],
     newLot: null,
-    lotUpdates: [],
+    lotUpdates,
     reversesSeq: original.seq,
     hold: null,
     result: {},

@@ -1,7 +1,7 @@
 import { recognizedMicros } from '../domain/drawdown.js';
 import type { LedgerState, TransferDraft } from '../domain/ledger-state.js';
 import { refused, notFound } from '../domain/errors.js';
-import type { MoneyAccounts } from '../domain/ledger-state.js';
+import type { LotState, MoneyAccounts } from '../domain/ledger-state.js';
 import { creditUnit, type Allocation, type UpstreamCost } from '../domain/types.js';
 
 /**
@@ -30,6 +30,7 @@ export function allocateOrRefuse(state: LedgerState, userId: string, credits: bi
 export class LotMoney {
   readonly #state: LedgerState;
   readonly #left = new Map<bigint, { balance: bigint; deferred: bigint }>();
+  readonly #breakage = new Map<bigint, bigint>();
 
   constructor(state: LedgerState) {
     this.#state = state;
@@ -49,6 +50,26 @@ export class LotMoney {
     left.balance -= credits;
     left.deferred -= share;
     return share;
+  }
+
+  /** Records deferred money of a lot sent to (positive) or taken back from (negative) breakage. */
+  addBreakage(lotId: bigint, micros: bigint): void {
+    this.#breakage.set(lotId, (this.#breakage.get(lotId) ?? 0n) + micros);
+  }
+
+  /**
+   * The entry's lot updates with each lot's breakage total brought up to date. `updates` are
+   * the command's own changes to lots (expiry_swept, refunded_micros); one row per lot results.
+   */
+  lotUpdates(updates: readonly LotState[]): LotState[] {
+    const byId = new Map(updates.map((lot) => [lot.accountId, { ...lot }]));
+    for (const [lotId, micros] of this.#breakage) {
+      if (micros === 0n) continue;
+      const lot = byId.get(lotId) ?? { ...this.#state.lot(lotId) };
+      lot.breakageMicros += micros;
+      byId.set(lotId, lot);
+    }
+    return [...byId.values()];
   }
 
   /** Deferred micros still in the lot after the legs taken so far. */
@@ -82,13 +103,13 @@ export function recognitionTransfers(state: LedgerState, money: LotMoney, spent:
  */
 export function expiryTransfers(state: LedgerState, money: LotMoney, lotId: bigint, credits: bigint): TransferDraft[] {
   if (credits === 0n) return [];
-  return [
-    creditTransfer('POSTED', lotId, state.platform.expired, credits),
-    ...deferredLeg(state, lotId, money.take(lotId, credits), 'breakage'),
-  ];
+  const share = money.take(lotId, credits);
+  money.addBreakage(lotId, share);
+  return [creditTransfer('POSTED', lotId, state.platform.expired, credits), ...deferredLeg(state, lotId, share, 'breakage')];
 }
 
-export function breakageTransfers(state: LedgerState, lotId: bigint, micros: bigint): TransferDraft[] {
+export function breakageTransfers(state: LedgerState, money: LotMoney, lotId: bigint, micros: bigint): TransferDraft[] {
+  money.addBreakage(lotId, micros);
   return deferredLeg(state, lotId, micros, 'breakage');
 }
 

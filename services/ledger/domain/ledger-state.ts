@@ -45,6 +45,8 @@ export interface LotState {
   plan: string | null;
   periodStart: Date | null;
   refundedMicros: bigint;
+  /** Deferred money sent to breakage by this lot's expiries, less what refunds took back. */
+  breakageMicros: bigint;
   expirySwept: boolean;
 }
 

@@ -44,8 +44,12 @@ export function externalRef(value: unknown): string {
   return boundedString('external_ref', value, limits.externalRefLengthMax);
 }
 
+/** A plan name as shown to people ("Pro Monthly ✨"): any text without control characters. */
 export function plan(value: unknown): string {
-  return boundedString('plan', value, 64);
+  if (typeof value !== 'string' || value.trim() === '') throw invalid('plan', 'is required');
+  if ([...value].length > 64) throw invalid('plan', 'is longer than 64 characters');
+  if (/\p{Cc}/u.test(value)) throw invalid('plan', 'must not contain control characters (line breaks, tabs)');
+  return value;
 }
 
 export function holdId(value: unknown): string {

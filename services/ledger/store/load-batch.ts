@@ -241,6 +241,7 @@ interface LotRow {
   plan: string | null;
   period_start: Date | null;
   refunded_micros: string;
+  breakage_micros: string;
   expiry_swept: boolean;
   code: string;
   flags: number;
@@ -259,7 +260,7 @@ interface LotRow {
 const lotColumns = `
   l.account_id::text, l.user_id, l.bucket, l.granted_credits::text, l.effective_at, l.expires_at,
   l.priority, l.cost_basis_micros::text, l.currency, l.deferred_account_id::text, l.external_ref,
-  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.expiry_swept,
+  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.expiry_swept,
   a.code, a.flags, a.debits_posted::text, a.credits_posted::text, a.debits_pending::text,
   a.credits_pending::text, a.version::text,
   d.code AS d_code, d.flags AS d_flags, d.debits_posted::text AS d_debits_posted,
@@ -307,6 +308,7 @@ export async function loadLots(
       plan: r.plan,
       periodStart: r.period_start,
       refundedMicros: BigInt(r.refunded_micros),
+      breakageMicros: BigInt(r.breakage_micros),
       expirySwept: r.expiry_swept,
     });
     accounts.push({

@@ -47,10 +47,11 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     await client.query(
       `INSERT INTO lots (account_id, user_id, bucket, granted_credits, effective_at, expires_at,
                          priority, cost_basis_micros, currency, deferred_account_id, external_ref,
-                         entry_seq, plan, period_start)
+                         entry_seq, plan, period_start, refunded_micros, breakage_micros, expiry_swept)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[],
                             $6::timestamptz[], $7::int[], $8::bigint[], $9::text[], $10::bigint[],
-                            $11::text[], $12::bigint[], $13::text[], $14::timestamptz[])`,
+                            $11::text[], $12::bigint[], $13::text[], $14::timestamptz[], $15::bigint[],
+                            $16::bigint[], $17::boolean[])`,
       [
         l.map((x) => x.accountId.toString()),
         l.map((x) => x.userId),
@@ -66,6 +67,10 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         l.map((x) => x.entrySeq.toString()),
         l.map((x) => x.plan),
         l.map((x) => iso(x.periodStart)),
+        // A lot created in this batch may already have been refunded or expired in it.
+        l.map((x) => x.refundedMicros.toString()),
+        l.map((x) => x.breakageMicros.toString()),
+        l.map((x) => x.expirySwept),
       ],
     );
   }
@@ -75,10 +80,17 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     // Inputs: bookkeeping of existing lots (refunded so far, expiry handled). Locks: those
     // rows; their users are locked already. Output: none.
     await client.query(
-      `UPDATE lots AS l SET refunded_micros = c.refunded_micros, expiry_swept = c.expiry_swept
-         FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS c(account_id, refunded_micros, expiry_swept)
+      `UPDATE lots AS l
+          SET refunded_micros = c.refunded_micros, breakage_micros = c.breakage_micros, expiry_swept = c.expiry_swept
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::boolean[])
+           AS c(account_id, refunded_micros, breakage_micros, expiry_swept)
         WHERE l.account_id = c.account_id`,
-      [l.map((x) => x.accountId.toString()), l.map((x) => x.refundedMicros.toString()), l.map((x) => x.expirySwept)],
+      [
+        l.map((x) => x.accountId.toString()),
+        l.map((x) => x.refundedMicros.toString()),
+        l.map((x) => x.breakageMicros.toString()),
+        l.map((x) => x.expirySwept),
+      ],
     );
   }
 

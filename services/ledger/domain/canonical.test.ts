@@ -1,0 +1,333 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  canonicalJson,
+  entryHash,
+  genesisHash,
+  hashEntryRecord,
+  requestHash,
+  resultFromJson,
+  resultToJson,
+  sha256,
+  type HashableEntry,
+  type HashableTransfer,
+} from './canonical.js';
+import type { EntryRecord, TransferRecord } from './types.js';
+
+/** Unit tests of canonical JSON and the entry hash (DESIGN.md §4): pure functions, no database. */
+
+/** The same object with its keys (recursively) in reverse insertion order. */
+function reversedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(reversedKeys);
+  if (value === null || typeof value !== 'object' || value instanceof Date || Buffer.isBuffer(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value).reverse()) out[key] = reversedKeys((value as Record<string, unknown>)[key]);
+  return out;
+}
+
+describe('canonicalJson', () => {
+  it('sorts keys, recursively, whatever their insertion order', () => {
+    const a = { b: 1, a: { y: [1, { d: 'x', c: true }], x: null } };
+    const b = { a: { x: null, y: [1, { c: true, d: 'x' }] }, b: 1 };
+    expect(canonicalJson(a)).toBe('{"a":{"x":null,"y":[1,{"c":true,"d":"x"}]},"b":1}');
+    expect(canonicalJson(b)).toBe(canonicalJson(a));
+  });
+
+  it('is key-order independent for any JSON-like value (property)', () => {
+    const value = fc.letrec((tie) => ({
+      leaf: fc.oneof(
+        fc.string(),
+        fc.integer(),
+        fc.bigInt({ min: -(2n ** 70n), max: 2n ** 70n }),
+        fc.boolean(),
+        fc.constant(null),
+      ),
+      node: fc.oneof(
+        { depthSize: 'small' },
+        tie('leaf'),
+        fc.array(tie('node'), { maxLength: 4 }),
+        fc.dictionary(fc.string({ maxLength: 6 }), tie('node'), { maxKeys: 5 }),
+      ),
+    })).node;
+    fc.assert(
+      fc.property(value, (v) => {
+        expect(canonicalJson(reversedKeys(v))).toBe(canonicalJson(v));
+        // And it is valid JSON.
+        expect(() => JSON.parse(canonicalJson(v))).not.toThrow();
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('encodes a bigint exactly like its decimal string', () => {
+    for (const n of [0n, 1n, -1n, 599_980n, 2n ** 63n - 1n, -(2n ** 63n), 10n ** 30n]) {
+      expect(canonicalJson(n)).toBe(canonicalJson(n.toString()));
+      expect(canonicalJson({ amount: n })).toBe(canonicalJson({ amount: n.toString() }));
+    }
+    expect(canonicalJson(2n ** 64n)).toBe('"18446744073709551616"');
+  });
+
+  it('encodes Date as ISO-8601, Buffer as lowercase hex, and drops undefined properties', () => {
+    const d = new Date('2026-11-24T12:00:00.123Z');
+    expect(canonicalJson(d)).toBe(canonicalJson('2026-11-24T12:00:00.123Z'));
+    expect(canonicalJson(Buffer.from([0xab, 0x01]))).toBe('"ab01"');
+    expect(canonicalJson({ a: 1, b: undefined })).toBe('{"a":1}');
+    expect(canonicalJson(undefined)).toBe('null');
+    expect(canonicalJson('é"\\')).toBe(JSON.stringify('é"\\'));
+  });
+
+  it('keeps distinct values distinct', () => {
+    expect(canonicalJson(1)).not.toBe(canonicalJson('1'));
+    expect(canonicalJson(null)).not.toBe(canonicalJson('null'));
+    expect(canonicalJson(true)).not.toBe(canonicalJson('true'));
+    expect(canonicalJson([1, 2])).not.toBe(canonicalJson([2, 1]));
+    expect(canonicalJson({ a: 'b' })).not.toBe(canonicalJson({ b: 'a' }));
+  });
+
+  it('refuses numbers that are not safe integers, and values it cannot encode', () => {
+    expect(() => canonicalJson(1.5)).toThrow();
+    expect(() => canonicalJson(2 ** 53)).toThrow();
+    expect(() => canonicalJson(Number.NaN)).toThrow();
+    expect(() => canonicalJson(() => 1)).toThrow();
+    expect(() => canonicalJson(Symbol('x'))).toThrow();
+  });
+});
+
+const transfer: HashableTransfer = {
+  idx: 0,
+  kind: 'POST_PENDING',
+  debitAccountId: 101n,
+  creditAccountId: 2n,
+  amount: 60n,
+  unit: 'CREDIT',
+  pendingSeq: 4n,
+  pendingIdx: 0,
+  debitVersion: 3n,
+  debitBalanceAfter: 440n,
+  debitHeldAfter: 0n,
+  creditVersion: null,
+  creditBalanceAfter: null,
+  creditHeldAfter: null,
+};
+
+// The entry fields of the original journal format (a reversal link may be added by newer ones:
+// Omit keeps this compiling either way; the test covers the fields listed here).
+type EntryFields = Omit<HashableEntry, 'reversesSeq'>;
+const entryFields: EntryFields = {
+  seq: 5n,
+  kind: 'CAPTURE',
+  userId: 'u1',
+  holdId: '0b7e1c2a-5d1f-4c3b-9a8e-1234567890ab',
+  idempotencyKey: 'cap1',
+  requestHash: sha256('request'),
+  actor: 'worker-svc',
+  recordedAt: new Date('2026-11-24T12:00:00.000Z'),
+  effectiveAt: new Date('2026-11-24T12:00:00.000Z'),
+  policyVersion: 'drawdown-v1',
+  allocation: [{ lot_id: '101', credits: '60' }],
+  metadata: { 'upstream.request_id': 'pred_1', job: 'j1' },
+  result: { entry_id: '5', captured_credits: '60', released_credits: '40' },
+  transfers: [transfer, { ...transfer, idx: 1, kind: 'VOID_PENDING', amount: 40n, debitBalanceAfter: 440n }],
+};
+const entry = entryFields as HashableEntry;
+
+const prev = sha256('previous entry');
+
+/** The same entry as PostgreSQL returns it: int8 as strings, jsonb with keys in another order. */
+function asReadFromDatabase(e: HashableEntry): HashableEntry {
+  const s = (v: bigint | string | null) => (v === null ? null : v.toString());
+  return {
+    ...e,
+    seq: e.seq.toString(),
+    metadata: reversedKeys(e.metadata),
+    result: reversedKeys(e.result),
+    allocation: reversedKeys(e.allocation),
+    transfers: e.transfers.map((t) => ({
+      ...t,
+      debitAccountId: t.debitAccountId.toString(),
+      creditAccountId: t.creditAccountId.toString(),
+      amount: t.amount.toString(),
+      pendingSeq: s(t.pendingSeq),
+      debitVersion: s(t.debitVersion),
+      debitBalanceAfter: s(t.debitBalanceAfter),
+      debitHeldAfter: s(t.debitHeldAfter),
+      creditVersion: s(t.creditVersion),
+      creditBalanceAfter: s(t.creditBalanceAfter),
+      creditHeldAfter: s(t.creditHeldAfter),
+    })),
+  };
+}
+
+/** A changed value of the same type for each field. */
+function changed(value: unknown): unknown {
+  if (value === null) return 'x';
+  if (typeof value === 'bigint') return value + 1n;
+  if (typeof value === 'number') return value + 1;
+  if (typeof value === 'string') return `${value}x`;
+  if (value instanceof Date) return new Date(value.getTime() + 1);
+  if (Buffer.isBuffer(value)) {
+    const b = Buffer.from(value);
+    b[0] = b[0]! ^ 1;
+    return b;
+  }
+  throw new Error(`no change for ${String(value)}`);
+}
+
+describe('entryHash', () => {
+  const base = entryHash(prev, entry);
+
+  it('is a 32-byte sha256 and deterministic', () => {
+    expect(base).toHaveLength(32);
+    expect(entryHash(prev, entry).equals(base)).toBe(true);
+    const copy: HashableEntry = {
+      ...entry,
+      requestHash: Buffer.from(entry.requestHash),
+      recordedAt: new Date(entry.recordedAt),
+      metadata: { ...(entry.metadata as object) },
+      transfers: entry.transfers.map((t) => ({ ...t })),
+    };
+    expect(entryHash(Buffer.from(prev), copy).equals(base)).toBe(true);
+  });
+
+  it('is the same for the entry as read back from the database (strings, reordered jsonb)', () => {
+    expect(entryHash(prev, asReadFromDatabase(entry)).equals(base)).toBe(true);
+  });
+
+  it('changes with the previous hash', () => {
+    expect(entryHash(genesisHash, entry).equals(base)).toBe(false);
+    expect(entryHash(changed(prev) as Buffer, entry).equals(base)).toBe(false);
+  });
+
+  it.each(Object.keys(entryFields).filter((k) => !['allocation', 'metadata', 'result', 'transfers'].includes(k)))(
+    'changes when the entry field %s changes',
+    (key) => {
+      const modified = { ...entry, [key]: changed(entry[key as keyof HashableEntry]) } as HashableEntry;
+      expect(entryHash(prev, modified).equals(base)).toBe(false);
+      // null ↔ value changes are caught too.
+      if (entry[key as keyof HashableEntry] !== null && ['userId', 'holdId', 'policyVersion'].includes(key)) {
+        expect(entryHash(prev, { ...entry, [key]: null } as HashableEntry).equals(base)).toBe(false);
+      }
+    },
+  );
+
+  it('changes when the allocation, metadata or result change', () => {
+    const variants: Partial<HashableEntry>[] = [
+      { allocation: [{ lot_id: '101', credits: '61' }] },
+      { allocation: [{ lot_id: '102', credits: '60' }] },
+      { allocation: null },
+      { metadata: { ...(entry.metadata as object), job: 'j2' } },
+      { metadata: { ...(entry.metadata as object), extra: '' } },
+      { metadata: {} },
+      { result: { ...(entry.result as object), released_credits: '41' } },
+      { result: { ...(entry.result as object), entry_id: '6' } },
+    ];
+    for (const v of variants) expect(entryHash(prev, { ...entry, ...v }).equals(base)).toBe(false);
+  });
+
+  it.each(Object.keys(transfer))('changes when the transfer field %s changes', (key) => {
+    for (const i of [0, 1]) {
+      const transfers = entry.transfers.map((t, j) =>
+        j === i ? ({ ...t, [key]: changed(t[key as keyof HashableTransfer]) } as HashableTransfer) : t,
+      );
+      expect(entryHash(prev, { ...entry, transfers }).equals(base)).toBe(false);
+    }
+  });
+
+  it('changes when transfers are added, removed or reordered', () => {
+    const [t0, t1] = entry.transfers;
+    expect(entryHash(prev, { ...entry, transfers: [t0!] }).equals(base)).toBe(false);
+    expect(entryHash(prev, { ...entry, transfers: [t1!, t0!] }).equals(base)).toBe(false);
+    expect(entryHash(prev, { ...entry, transfers: [t0!, t1!, t1!] }).equals(base)).toBe(false);
+  });
+
+  it('hashEntryRecord agrees with entryHash on the stored forms of allocation and result', () => {
+    const posted: TransferRecord = {
+      idx: 0,
+      kind: 'POSTED',
+      debitAccountId: 101n,
+      creditAccountId: 2n,
+      amount: 15n,
+      unit: 'CREDIT',
+      pendingSeq: null,
+      pendingIdx: null,
+      debitVersion: 3n,
+      debitBalanceAfter: 85n,
+      debitHeldAfter: 0n,
+      creditVersion: null,
+      creditBalanceAfter: null,
+      creditHeldAfter: null,
+    };
+    const recordFields: Omit<EntryRecord, 'reversesSeq'> = {
+      seq: 7n,
+      kind: 'CONSUME',
+      userId: 'u1',
+      holdId: null,
+      idempotencyKey: 'c1',
+      requestHash: sha256('r'),
+      actor: 'worker-svc',
+      recordedAt: new Date('2026-11-24T12:00:00.000Z'),
+      effectiveAt: new Date('2026-11-24T12:00:00.000Z'),
+      policyVersion: 'drawdown-v1',
+      allocation: [{ lotId: 101n, credits: 15n }],
+      metadata: { job: 'j' },
+      result: { entryId: 7n, replayed: false, allocation: [{ lotId: 101n, credits: 15n }] },
+      prevHash: prev,
+      hash: Buffer.alloc(0),
+      transfers: [posted],
+    };
+    const record = recordFields as EntryRecord;
+    const stored = asReadFromDatabase({
+      ...record,
+      allocation: [{ lot_id: '101', credits: '15' }],
+      result: { entry_id: '7', allocation: [{ lot_id: '101', credits: '15' }] },
+    } as HashableEntry);
+    expect(hashEntryRecord(record).equals(entryHash(prev, stored))).toBe(true);
+    // The replayed flag is not part of what is stored, so it cannot change the hash.
+    expect(hashEntryRecord({ ...record, result: { ...record.result, replayed: true } }).equals(hashEntryRecord(record))).toBe(
+      true,
+    );
+    expect(
+      hashEntryRecord({ ...record, allocation: [{ lotId: 101n, credits: 16n }] }).equals(hashEntryRecord(record)),
+    ).toBe(false);
+  });
+});
+
+describe('requestHash', () => {
+  const command = { kind: 'CONSUME', idempotencyKey: 'k1', userId: 'u1', credits: 15n, upstream: null, metadata: { a: '1', b: '2' } };
+
+  it('ignores the idempotency key and the key order', () => {
+    expect(requestHash({ ...command, idempotencyKey: 'other' }).equals(requestHash(command))).toBe(true);
+    expect(requestHash(reversedKeys(command) as object).equals(requestHash(command))).toBe(true);
+  });
+
+  it('changes when any other field changes', () => {
+    const base = requestHash(command);
+    expect(requestHash({ ...command, credits: 16n }).equals(base)).toBe(false);
+    expect(requestHash({ ...command, userId: 'u2' }).equals(base)).toBe(false);
+    expect(requestHash({ ...command, kind: 'RESERVE' }).equals(base)).toBe(false);
+    expect(requestHash({ ...command, metadata: { a: '1' } }).equals(base)).toBe(false);
+    expect(
+      requestHash({ ...command, upstream: { amountMicros: 0n, currency: 'USD', requestId: '', model: '' } }).equals(base),
+    ).toBe(false);
+  });
+});
+
+describe('resultToJson / resultFromJson', () => {
+  it('round-trip every field through JSON text', () => {
+    const result = {
+      entryId: 12n,
+      replayed: false,
+      lotId: 101n,
+      holdId: '0b7e1c2a-5d1f-4c3b-9a8e-1234567890ab',
+      expiresAt: new Date('2026-11-24T12:01:00.000Z'),
+      allocation: [
+        { lotId: 101n, credits: 3n },
+        { lotId: 102n, credits: 2n ** 40n },
+      ],
+      capturedCredits: 5n,
+      releasedCredits: 0n,
+    };
+    const back = resultFromJson(JSON.parse(JSON.stringify(resultToJson(result))), true);
+    expect(back).toEqual({ ...result, replayed: true });
+  });
+});
