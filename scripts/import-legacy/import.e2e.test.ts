@@ -308,7 +308,7 @@ describe('legacy import', () => {
     const want = rows.map((r) => ({
       user_id: r.user_id,
       // The import folds white space in plan names (one wrapped over two lines in the export).
-      subscription_plan: expected.get(r.user_id)!.plan.replace(/\s+/g, ' ').trim(),
+      subscription_plan: expected.get(r.user_id)!.plan!.replace(/\s+/g, ' ').trim(),
       subscription_period_end: expected.get(r.user_id)!.periodEnd,
     }));
     expect(want.every((w) => w.subscription_plan !== null)).toBe(true);

@@ -927,15 +927,16 @@ class Run {
         actions.push(action!);
         return;
       }
+      const op: Extract<BurstItem, { n: number }> = item;
       // Open holds of the user; capture and extend need one that has not lapsed.
       const holds = m.holds.filter(
-        (h) => h.user === user && h.status === 'OPEN' && !used.has(h) && (item.t === 'release' || h.expiresAt > m.now),
+        (h) => h.user === user && h.status === 'OPEN' && !used.has(h) && (op.t === 'release' || h.expiresAt > m.now),
       );
       if (holds.length === 0) return;
-      const hold = holds[item.n % holds.length]!;
+      const hold = holds[op.n % holds.length]!;
       used.add(hold);
-      if (item.t === 'capture') actions.push(this.captureAction(hold, item.pct, false, null, false, at));
-      else if (item.t === 'extend') actions.push(this.extendAction(hold, 5_000, false, at));
+      if (op.t === 'capture') actions.push(this.captureAction(hold, op.pct, false, null, false, at));
+      else if (op.t === 'extend') actions.push(this.extendAction(hold, 5_000, false, at));
       else actions.push(this.releaseAction(hold, false, at));
     });
     const answers = await Promise.all(actions.map((a) => this.send(a)));
