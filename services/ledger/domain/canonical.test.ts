@@ -110,10 +110,7 @@ const transfer: HashableTransfer = {
   creditHeldAfter: null,
 };
 
-// The entry fields of the original journal format (a reversal link may be added by newer ones:
-// Omit keeps this compiling either way; the test covers the fields listed here).
-type EntryFields = Omit<HashableEntry, 'reversesSeq'>;
-const entryFields: EntryFields = {
+const entry: HashableEntry = {
   seq: 5n,
   kind: 'CAPTURE',
   userId: 'u1',
@@ -127,9 +124,9 @@ const entryFields: EntryFields = {
   allocation: [{ lot_id: '101', credits: '60' }],
   metadata: { 'upstream.request_id': 'pred_1', job: 'j1' },
   result: { entry_id: '5', captured_credits: '60', released_credits: '40' },
+  reversesSeq: null,
   transfers: [transfer, { ...transfer, idx: 1, kind: 'VOID_PENDING', amount: 40n, debitBalanceAfter: 440n }],
 };
-const entry = entryFields as HashableEntry;
 
 const prev = sha256('previous entry');
 
@@ -139,6 +136,7 @@ function asReadFromDatabase(e: HashableEntry): HashableEntry {
   return {
     ...e,
     seq: e.seq.toString(),
+    reversesSeq: e.reversesSeq === null ? null : e.reversesSeq.toString(),
     metadata: reversedKeys(e.metadata),
     result: reversedKeys(e.result),
     allocation: reversedKeys(e.allocation),
@@ -198,7 +196,7 @@ describe('entryHash', () => {
     expect(entryHash(changed(prev) as Buffer, entry).equals(base)).toBe(false);
   });
 
-  it.each(Object.keys(entryFields).filter((k) => !['allocation', 'metadata', 'result', 'transfers'].includes(k)))(
+  it.each(Object.keys(entry).filter((k) => !['allocation', 'metadata', 'result', 'transfers'].includes(k)))(
     'changes when the entry field %s changes',
     (key) => {
       const modified = { ...entry, [key]: changed(entry[key as keyof HashableEntry]) } as HashableEntry;
@@ -206,6 +204,12 @@ describe('entryHash', () => {
       // null ↔ value changes are caught too.
       if (entry[key as keyof HashableEntry] !== null && ['userId', 'holdId', 'policyVersion'].includes(key)) {
         expect(entryHash(prev, { ...entry, [key]: null } as HashableEntry).equals(base)).toBe(false);
+      }
+      if (key === 'reversesSeq') {
+        const reversal = entryHash(prev, { ...entry, reversesSeq: 3n });
+        expect(reversal.equals(base)).toBe(false);
+        expect(entryHash(prev, { ...entry, reversesSeq: '3' }).equals(reversal)).toBe(true);
+        expect(entryHash(prev, { ...entry, reversesSeq: 4n }).equals(reversal)).toBe(false);
       }
     },
   );
@@ -257,7 +261,7 @@ describe('entryHash', () => {
       creditBalanceAfter: null,
       creditHeldAfter: null,
     };
-    const recordFields: Omit<EntryRecord, 'reversesSeq'> = {
+    const record: EntryRecord = {
       seq: 7n,
       kind: 'CONSUME',
       userId: 'u1',
@@ -273,14 +277,14 @@ describe('entryHash', () => {
       result: { entryId: 7n, replayed: false, allocation: [{ lotId: 101n, credits: 15n }] },
       prevHash: prev,
       hash: Buffer.alloc(0),
+      reversesSeq: null,
       transfers: [posted],
     };
-    const record = recordFields as EntryRecord;
     const stored = asReadFromDatabase({
       ...record,
       allocation: [{ lot_id: '101', credits: '15' }],
       result: { entry_id: '7', allocation: [{ lot_id: '101', credits: '15' }] },
-    } as HashableEntry);
+    });
     expect(hashEntryRecord(record).equals(entryHash(prev, stored))).toBe(true);
     // The replayed flag is not part of what is stored, so it cannot change the hash.
     expect(hashEntryRecord({ ...record, result: { ...record.result, replayed: true } }).equals(hashEntryRecord(record))).toBe(
@@ -326,6 +330,10 @@ describe('resultToJson / resultFromJson', () => {
       ],
       capturedCredits: 5n,
       releasedCredits: 0n,
+      expiredCredits: 3n,
+      clawedBackCredits: 4n,
+      shortfallCredits: 1n,
+      refundedMicrosTotal: 2n ** 62n,
     };
     const back = resultFromJson(JSON.parse(JSON.stringify(resultToJson(result))), true);
     expect(back).toEqual({ ...result, replayed: true });

@@ -129,6 +129,26 @@ describe('userId and externalRef', () => {
   });
 });
 
+describe('plan', () => {
+  it('accepts any text without control characters, up to 64 characters (not bytes)', () => {
+    expect(v.plan('Pro Monthly')).toBe('Pro Monthly');
+    expect(v.plan('Pro Monthly ✨')).toBe('Pro Monthly ✨');
+    expect(v.plan('é'.repeat(64))).toHaveLength(64);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['blank', '   '],
+    ['oversized', 'p'.repeat(65)],
+    ['a line break', 'Pro\nMonthly'],
+    ['a tab', 'Pro\tMonthly'],
+    ['not a string', 3],
+    ['null', null],
+  ])('rejects %s', (_name, value) => {
+    expectInvalid(() => v.plan(value), 'plan');
+  });
+});
+
 describe('holdId', () => {
   it('accepts a lowercase UUID', () => {
     const id = '0b7e1c2a-5d1f-4c3b-9a8e-1234567890ab';
