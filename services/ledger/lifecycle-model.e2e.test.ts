@@ -410,6 +410,8 @@ describe('lifecycle model', () => {
           for (const l of m.lots) {
             if (l.user !== u || l.bucket !== 'SUBSCRIPTION' || l.balance <= 0n) continue;
             if (l.periodStart !== null && l.periodStart >= start) continue;
+            // Renewed before its period starts, the user keeps the current lot until it expires.
+            if (at < start && l.expiresAt !== null && l.expiresAt > at) continue;
             const unheld = l.balance - l.held;
             if (unheld > 0n) {
               l.balance -= unheld;
