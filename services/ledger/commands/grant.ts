@@ -43,7 +43,7 @@ export function applyGrant(state: LedgerState, cmd: GrantCommand): EntryDraft {
     metadata: cmd.metadata,
     transfers: [creditTransfer('POSTED', state.platform.issued, lotId, cmd.credits)],
     newAccounts: [lotAccount(lotId, cmd.userId)],
-    newLot: {
+    newLot: newLot(state, {
       accountId: lotId,
       userId: cmd.userId,
       bucket: cmd.bucket,
@@ -51,21 +51,31 @@ export function applyGrant(state: LedgerState, cmd: GrantCommand): EntryDraft {
       effectiveAt,
       expiresAt,
       priority: cmd.priority,
-      costBasisMicros: 0n,
-      currency: null,
-      deferredAccountId: null,
-      externalRef: null,
-      entrySeq: state.nextSeq,
-      plan: null,
-      periodStart: null,
-      refundedMicros: 0n,
-      breakageMicros: 0n,
-      expirySwept: false,
-    },
+    }),
     lotUpdates: [],
     reversesSeq: null,
     hold: null,
     result: { lotId },
+  };
+}
+
+type NewLotFields = Pick<LotState, 'accountId' | 'userId' | 'bucket' | 'grantedCredits' | 'effectiveAt' | 'expiresAt' | 'priority'> &
+  Partial<Pick<LotState, 'costBasisMicros' | 'currency' | 'deferredAccountId' | 'externalRef' | 'plan' | 'periodStart'>>;
+
+/** A lot created by the entry about to be posted: free, unrefunded and unswept unless told. */
+export function newLot(state: LedgerState, fields: NewLotFields): LotState {
+  return {
+    costBasisMicros: 0n,
+    currency: null,
+    deferredAccountId: null,
+    externalRef: null,
+    plan: null,
+    periodStart: null,
+    ...fields,
+    entrySeq: state.nextSeq,
+    refundedMicros: 0n,
+    breakageMicros: 0n,
+    expirySwept: false,
   };
 }
 

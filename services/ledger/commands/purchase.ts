@@ -2,7 +2,7 @@ import { LedgerError } from '../domain/errors.js';
 import type { EntryDraft, LedgerState } from '../domain/ledger-state.js';
 import type { Bucket, PurchaseCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
-import { lotAccount, lotWindow, userAccount } from './grant.js';
+import { lotAccount, lotWindow, newLot, userAccount } from './grant.js';
 import { creditTransfer } from './spend.js';
 
 export interface PurchaseInput {
@@ -73,7 +73,7 @@ export function applyPurchase(state: LedgerState, cmd: PurchaseCommand): EntryDr
       lotAccount(lotId, cmd.userId),
       userAccount(deferredId, `user:${cmd.userId}:lot:${lotId}:deferred`, cmd.currency, 'DEFERRED', cmd.userId),
     ],
-    newLot: {
+    newLot: newLot(state, {
       accountId: lotId,
       userId: cmd.userId,
       bucket: cmd.bucket,
@@ -85,13 +85,7 @@ export function applyPurchase(state: LedgerState, cmd: PurchaseCommand): EntryDr
       currency: cmd.currency,
       deferredAccountId: deferredId,
       externalRef: cmd.externalRef,
-      entrySeq: state.nextSeq,
-      plan: null,
-      periodStart: null,
-      refundedMicros: 0n,
-      breakageMicros: 0n,
-      expirySwept: false,
-    },
+    }),
     lotUpdates: [],
     reversesSeq: null,
     hold: null,

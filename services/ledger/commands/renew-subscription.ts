@@ -2,7 +2,7 @@ import { invalid, LedgerError } from '../domain/errors.js';
 import type { EntryDraft, LedgerState, LotState, TransferDraft } from '../domain/ledger-state.js';
 import type { RenewSubscriptionCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
-import { lotAccount, userAccount } from './grant.js';
+import { lotAccount, newLot, userAccount } from './grant.js';
 import { creditTransfer, expiryTransfers, LotMoney } from './spend.js';
 
 export interface RenewSubscriptionInput {
@@ -123,7 +123,7 @@ export function applyRenewSubscription(state: LedgerState, cmd: RenewSubscriptio
     },
     transfers,
     newAccounts,
-    newLot: {
+    newLot: newLot(state, {
       accountId: lotId,
       userId: cmd.userId,
       bucket: 'SUBSCRIPTION',
@@ -135,13 +135,9 @@ export function applyRenewSubscription(state: LedgerState, cmd: RenewSubscriptio
       currency: cmd.currency,
       deferredAccountId: deferredId,
       externalRef: cmd.externalRef,
-      entrySeq: state.nextSeq,
       plan: cmd.plan,
       periodStart: cmd.periodStart,
-      refundedMicros: 0n,
-      breakageMicros: 0n,
-      expirySwept: false,
-    },
+    }),
     lotUpdates: money.lotUpdates(lotUpdates),
     reversesSeq: null,
     hold: null,
