@@ -19,6 +19,7 @@ import {
   userAccounts,
 } from './store/load-batch.js';
 import { isRetriable, isUnavailable } from './store/pg-errors.js';
+import { settleAll } from './store/settle-all.js';
 import { writeBatch } from './store/write-batch.js';
 
 export interface BatchItem {
@@ -79,11 +80,17 @@ export async function executeBatch(deps: BatchDeps, items: readonly BatchItem[])
   }
 }
 
+/**
+ * One attempt at a batch. The connection pipelines (pg's `pipeline` mode): statements that do
+ * not need each other's results are sent together and answered in order, so a batch costs a
+ * few round trips instead of one per statement. PostgreSQL still runs them one after another,
+ * in the order sent, which keeps the lock order (users, then head) intact.
+ */
 async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Outcome[]> {
   const client = await deps.pool.connect();
   let broken = false;
   try {
-    await client.query('BEGIN');
+    const begun = client.query('BEGIN');
     const commands = items.map((i) => i.command);
     const targets = await resolveTargets(client, {
       holdIds: unique(commands.map(commandHoldId)),
@@ -97,43 +104,48 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       ...targets.lotUsers.values(),
       ...targets.entryUsers.values(),
     ]).sort();
-    const users = await lockUsers(client, userIds);
-    const head = await lockHead(client);
-    const keys = await storedKeys(client, commands.map((c) => c.idempotencyKey));
-    const live = await loadLots(client, { live: users });
-    const reversible = await reversibleEntries(client, [...targets.entryUsers.keys()]);
-    // A reversal must see the hold its reservation opened (it may not reverse an open one).
-    const holds = await holdsWithLegs(client, [
-      ...new Set([...targets.holdUsers.keys(), ...[...reversible.values()].flatMap((e) => (e.holdId ? [e.holdId] : []))]),
-    ]);
-    const mirrored = await userAccounts(client, [
-      ...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit]))),
-    ]);
-    // Lots named by commands (expiries, refunds) and those a reversal gives credits back to.
-    const named = await loadLots(client, {
-      ids: [...new Set([...targets.lotUsers.keys(), ...mirrored.filter((a) => a.kind === 'LOT').map((a) => a.id)])],
-    });
-    const refs = await purchasedRefs(
-      client,
-      unique(commands.map((c) => (c.kind === 'PURCHASE' || c.kind === 'RENEW_SUBSCRIPTION' ? c.externalRef : null))),
-    );
-    const periods = await subscriptionPeriods(
-      client,
-      commands.flatMap((c) => (c.kind === 'RENEW_SUBSCRIPTION' ? [{ userId: c.userId, periodStart: c.periodStart }] : [])),
-    );
-    const accountIds = await nextAccountIds(
-      client,
-      commands.reduce((n, c) => n + accountIdsNeeded(c), 0),
-    );
+    // Sent together; the lots are read after the user locks are granted, since the server runs
+    // the statements in order.
+    const [, users, head, keys, live, targetHolds, named, reversible, refs, periods, accountIds] = await settleAll([
+      begun,
+      lockUsers(client, userIds),
+      lockHead(client),
+      storedKeys(client, commands.map((c) => c.idempotencyKey)),
+      loadLots(client, { live: userIds }),
+      holdsWithLegs(client, [...targets.holdUsers.keys()]),
+      // Lots named by commands (expiries, refunds), spent or not.
+      loadLots(client, { ids: [...targets.lotUsers.keys()] }),
+      reversibleEntries(client, [...targets.entryUsers.keys()]),
+      purchasedRefs(
+        client,
+        unique(commands.map((c) => (c.kind === 'PURCHASE' || c.kind === 'RENEW_SUBSCRIPTION' ? c.externalRef : null))),
+      ),
+      subscriptionPeriods(
+        client,
+        commands.flatMap((c) => (c.kind === 'RENEW_SUBSCRIPTION' ? [{ userId: c.userId, periodStart: c.periodStart }] : [])),
+      ),
+      nextAccountIds(
+        client,
+        commands.reduce((n, c) => n + accountIdsNeeded(c), 0),
+      ),
+    ] as const);
+    // Reversals also need the accounts and lots they give back to, and the hold their
+    // reservation opened (an open one may not be reversed).
+    const mirroredIds = [...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit])))];
+    const [mirrored, mirroredLots, reversedHolds] = await settleAll([
+      userAccounts(client, mirroredIds),
+      loadLots(client, { ids: mirroredIds }),
+      holdsWithLegs(client, [...reversible.values()].flatMap((e) => (e.holdId ? [e.holdId] : []))),
+    ] as const);
     const state = new LedgerState({
       // Never before the last entry: recorded_at grows with seq across processes.
       now: laterOf(deps.clock.now(), head.recordedAt),
       headSeq: head.seq,
       headHash: head.hash,
       users,
-      accounts: [...live.accounts, ...named.accounts, ...mirrored],
-      lots: [...live.lots, ...named.lots],
-      holds,
+      accounts: [...live.accounts, ...named.accounts, ...mirrored, ...mirroredLots.accounts],
+      lots: [...live.lots, ...named.lots, ...mirroredLots.lots],
+      holds: [...targetHolds, ...reversedHolds],
       keys,
       externalRefs: refs,
       subscriptionPeriods: periods,
@@ -143,8 +155,12 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       holdPolicy: deps.holdPolicy,
     });
     const outcomes = items.map((item) => applyOne(state, item));
-    await writeBatch(client, state, head.seq);
-    await client.query('COMMIT');
+    // The writes and COMMIT go out together. PostgreSQL answers a COMMIT of a transaction that
+    // failed with ROLLBACK, not an error, so every write's outcome is checked before answering.
+    const written = writeBatch(client, state, head.seq);
+    const committed = client.query('COMMIT');
+    const [, commit] = await settleAll([written, committed] as const);
+    if (commit.command !== 'COMMIT') throw new Error(`batch transaction ended with ${commit.command}`);
     return outcomes;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {

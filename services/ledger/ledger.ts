@@ -18,7 +18,10 @@ import { WriteQueue } from './write-queue.js';
 export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize'>;
 
 export interface LedgerDeps {
+  /** Reads, Prisma and the sweepers' queries. */
   pool: pg.Pool;
+  /** The batch writer's connections, pipelined (createPool's `pipeline`); `pool` when absent. */
+  writePool?: pg.Pool;
   clock: Clock;
   log: Logger;
   options: LedgerOptions;
@@ -45,7 +48,7 @@ export class Ledger {
     this.platform = platform;
     const holdPolicy = { holdTtlMsDefault: options.holdTtlMsDefault, holdTtlMsMax: options.holdTtlMsMax };
     this.queue = new WriteQueue({
-      execute: (items) => executeBatch({ pool, platform, clock, holdPolicy, log }, items),
+      execute: (items) => executeBatch({ pool: deps.writePool ?? pool, platform, clock, holdPolicy, log }, items),
       batchSizeMax: options.batchSizeMax,
       queueLengthMax: options.queueLengthMax,
     });

@@ -20,21 +20,25 @@ export async function startLedger(
 ): Promise<RunningLedger> {
   const config = parseLedgerConfig(env);
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
+  // One batch runs at a time per process, so two connections cover it and a retry.
+  const writePool = createPool(config.databaseUrl, 2, { pipeline: true });
   // An idle connection dropped by the server (restart, failover) is replaced on next use; log
   // only what identifies the cause, not the client object pg attaches to the error.
-  pool.on('error', (error: Error & { code?: string }) =>
-    log.warn({ code: error.code, error: error.message }, 'idle database connection failed'),
-  );
-  const ledger = await Ledger.create({ pool, clock: systemClock, log, options: config });
+  for (const p of [pool, writePool]) {
+    p.on('error', (error: Error & { code?: string }) =>
+      log.warn({ code: error.code, error: error.message }, 'idle database connection failed'),
+    );
+  }
+  const ledger = await Ledger.create({ pool, writePool, clock: systemClock, log, options: config });
   const port = await ledger.start();
-  // One line that supervisors and tests can wait for.
-  log.info({ port }, 'ready');
+  // One line that supervisors and tests wait for, whatever LOG_LEVEL says.
+  log.child({}, { level: 'info' }).info({ port }, 'ready');
   return {
     ledger,
     port,
     async stop() {
       await ledger.stop();
-      await pool.end();
+      await Promise.all([pool.end(), writePool.end()]);
     },
   };
 }

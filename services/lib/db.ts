@@ -5,13 +5,16 @@ import { PrismaClient } from '../generated/prisma/client.js';
 export type { PrismaClient };
 
 /**
- * One pg pool per process, shared by the raw-SQL write path and by Prisma (through its pg
- * adapter), so the process has a single, bounded set of connections.
+ * The process's pg pools: one shared by reads and Prisma (through its pg adapter), and a small
+ * pipelined one for the batch writer, which holds one connection per batch in flight.
  */
-export function createPool(databaseUrl: string, sizeMax: number): pg.Pool {
+export function createPool(databaseUrl: string, sizeMax: number, options: { pipeline?: boolean } = {}): pg.Pool {
   return new pg.Pool({
     connectionString: databaseUrl,
     max: sizeMax,
+    // pg's pipeline mode sends queries without waiting for earlier answers; only the ledger's
+    // batch writer uses it (its statements are written to be sent together).
+    ...(options.pipeline ? { pipeline: true } : {}),
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
     application_name: 'credit-ledger',

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { expect } from 'vitest';
 import { ManualClock, type Clock } from '../lib/clock.js';
+import { createPool } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { verifyJournal, type InvariantReport } from '../ledger/audit/verify-journal.js';
 import { createLedgerClient, type LedgerClient } from '../ledger/client.js';
@@ -62,13 +63,15 @@ export interface StartOptions {
 export async function startTestLedger(start: StartOptions = {}): Promise<TestLedger> {
   const db = start.db ?? (await createTestDatabase());
   const pool = new pg.Pool({ connectionString: db.url, max: 8 });
-  // Dropping the database at the end terminates connections the pool is still closing; that
+  const writePool = createPool(db.url, 2, { pipeline: true });
+  // Dropping the database at the end terminates connections the pools are still closing; that
   // is expected then and must not surface as an uncaught error.
   pool.on('error', () => {});
+  writePool.on('error', () => {});
   const clock = start.clock ?? new ManualClock('2026-11-24T12:00:00.000Z');
   const options = ledgerOptions(start.options);
   const log = createLogger('ledger-test', process.env.TEST_LOG_LEVEL ?? 'silent');
-  const ledger = await Ledger.create({ pool, clock, log, options });
+  const ledger = await Ledger.create({ pool, writePool, clock, log, options });
   const port = await ledger.start('127.0.0.1:0', start.sweeper ?? false);
   const address = `127.0.0.1:${port}`;
   const clients = new Map<Role, LedgerClient>();
@@ -106,7 +109,7 @@ export async function startTestLedger(start: StartOptions = {}): Promise<TestLed
     async close() {
       for (const c of clients.values()) c.close();
       await ledger.stop();
-      await pool.end();
+      await Promise.all([pool.end(), writePool.end()]);
       if (!start.db) await db.drop();
     },
   };
