@@ -6,6 +6,7 @@ export default defineConfig({
     root: fileURLToPath(new URL('..', import.meta.url)),
     include: ['services/**/*.test.ts', 'scripts/**/*.test.ts'],
     globalSetup: ['services/testing/global-setup.ts'],
+    reporters: ['default', './scripts/vitest-summary-reporter.ts'],
     // Files run in parallel, each with its own database; inside a file tests run in order.
     pool: 'forks',
     maxWorkers: 2,
