@@ -67,10 +67,11 @@ export async function lockUsers(client: pg.PoolClient, userIds: string[]): Promi
   // Inputs: user ids. Locks: FOR UPDATE on each existing user row, taken in id order (the ORDER
   // BY makes PostgreSQL lock in that order), which serialises debits of one user across
   // processes. Output: the ids that exist.
-  const { rows } = await client.query<{ id: string }>(
-    'SELECT id FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
-    [userIds],
-  );
+  const { rows } = await client.query<{ id: string }>({
+    name: 'ledger.lock-users',
+    text: 'SELECT id FROM users WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE',
+    values: [userIds],
+  });
   return rows.map((r) => r.id);
 }
 
@@ -84,9 +85,10 @@ export async function lockHead(client: pg.PoolClient): Promise<JournalHead> {
   // Inputs: none. Locks: FOR UPDATE on the single head row, held until COMMIT: this is what
   // makes sequence numbers gapless and the hash chain linear across processes.
   // Output: the last sequence number, hash and recorded_at.
-  const { rows } = await client.query<{ seq: string; hash: Buffer; recorded_at: Date }>(
-    'SELECT seq::text, hash, recorded_at FROM journal_head WHERE id = 1 FOR UPDATE',
-  );
+  const { rows } = await client.query<{ seq: string; hash: Buffer; recorded_at: Date }>({
+    name: 'ledger.lock-head',
+    text: 'SELECT seq::text, hash, recorded_at FROM journal_head WHERE id = 1 FOR UPDATE',
+  });
   const row = rows[0];
   if (!row) throw new Error('journal_head is missing: was the database migrated?');
   return { seq: BigInt(row.seq), hash: row.hash, recordedAt: row.recorded_at };
@@ -95,10 +97,11 @@ export async function lockHead(client: pg.PoolClient): Promise<JournalHead> {
 export async function storedKeys(client: pg.PoolClient, keys: string[]): Promise<Map<string, StoredKey>> {
   // Inputs: idempotency keys. Locks: none; under the head lock no other writer can add a key.
   // Output: request hash and stored result per key already in the journal.
-  const { rows } = await client.query<{ idempotency_key: string; request_hash: Buffer; result: ResultJson }>(
-    'SELECT idempotency_key, request_hash, result FROM entries WHERE idempotency_key = ANY($1::text[])',
-    [keys],
-  );
+  const { rows } = await client.query<{ idempotency_key: string; request_hash: Buffer; result: ResultJson }>({
+    name: 'ledger.stored-keys',
+    text: 'SELECT idempotency_key, request_hash, result FROM entries WHERE idempotency_key = ANY($1::text[])',
+    values: [keys],
+  });
   return new Map(
     rows.map((r) => [r.idempotency_key, { requestHash: r.request_hash, result: resultFromJson(r.result, true) }]),
   );
@@ -280,14 +283,15 @@ export async function loadLots(
   if (keys.length === 0) return { lots: [], accounts: [] };
   // Inputs: locked user ids, or lot ids whose users are locked. Locks: none needed; the user
   // locks cover their lots and accounts. Output: one row per lot.
-  const { rows } = await client.query<LotRow>(
-    `SELECT ${lotColumns}
+  const { rows } = await client.query<LotRow>({
+    name: live ? 'ledger.load-lots-live' : 'ledger.load-lots-by-id',
+    text: `SELECT ${lotColumns}
        FROM lots l
        JOIN accounts a ON a.id = l.account_id
        LEFT JOIN accounts d ON d.id = l.deferred_account_id
       WHERE ${live ? 'l.user_id = ANY($1::text[]) AND a.credits_posted > a.debits_posted' : 'l.account_id = ANY($1::bigint[])'}`,
-    [keys],
-  );
+    values: [keys],
+  });
   const lots: LotState[] = [];
   const accounts: AccountState[] = [];
   for (const r of rows) {

@@ -82,16 +82,18 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
     // Output: one row with lot = null when the user exists without live lots; no row when the
     // user is unknown.
     rows = (
-      await pool.query<BalanceRow>(
-        `SELECT ${lotColumns}, (a.credits_posted - a.debits_posted)::text AS balance,
+      await pool.query<BalanceRow>({
+        // Named: planned once per connection; GetBalance is the hottest read.
+        name: 'ledger.read-balance',
+        text: `SELECT ${lotColumns}, (a.credits_posted - a.debits_posted)::text AS balance,
                 a.debits_pending::text AS held, (d.credits_posted - d.debits_posted)::text AS deferred
            FROM users u
            LEFT JOIN lots l ON l.user_id = u.id
            LEFT JOIN accounts a ON a.id = l.account_id
            LEFT JOIN accounts d ON d.id = l.deferred_account_id
           WHERE u.id = $1 AND (l.account_id IS NULL OR a.credits_posted > a.debits_posted)`,
-        [userId],
-      )
+        values: [userId],
+      })
     ).rows;
   } else {
     // Inputs: user id and a time. Locks: none. Output: the user's lots created up to the cut,

@@ -16,13 +16,15 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
   // Every statement is sent without waiting for the previous one (the connection pipelines);
   // none depends on another's result, and PostgreSQL runs them in the order sent.
   const pending: Promise<unknown>[] = [];
-  const q = (text: string, values: unknown[]) => void pending.push(client.query(text, values));
+  // Named statements: each connection parses and plans them once, not once per batch.
+  const q = (name: string, text: string, values: unknown[]) =>
+    void pending.push(client.query({ name: `ledger.${name}`, text, values }));
 
   if (changes.newUsers.length > 0) {
     // Inputs: ids of users created by this batch's grants and purchases. Locks: the new rows.
     // ON CONFLICT: another process may have created the same user meanwhile; that is fine,
     // because creating lots needs no lock. Output: none.
-    q('INSERT INTO users (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING', [
+    q('insert-users', 'INSERT INTO users (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING', [
       changes.newUsers,
     ]);
   }
@@ -31,7 +33,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     const a = changes.newAccounts;
     // Inputs: new lot and deferred-revenue accounts with pre-allocated ids, totals zero (the
     // delta update below adds this batch's movements). Locks: the new rows. Output: none.
-    q(
+    q('insert-accounts',
       `INSERT INTO accounts (id, code, unit, kind, user_id, flags)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])`,
       [
@@ -49,7 +51,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     const l = changes.newLots;
     // Inputs: the batch's new lots. Locks: the new rows; unique external_ref is re-checked by
     // the index. Output: none.
-    q(
+    q('insert-lots',
       `INSERT INTO lots (account_id, user_id, bucket, granted_credits, effective_at, expires_at,
                          priority, cost_basis_micros, currency, deferred_account_id, external_ref,
                          entry_seq, plan, period_start, refunded_micros, breakage_micros, expiry_swept)
@@ -84,7 +86,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     const l = changes.lotsChanged;
     // Inputs: bookkeeping of existing lots (refunded so far, expiry handled). Locks: those
     // rows; their users are locked already. Output: none.
-    q(
+    q('update-lots',
       `UPDATE lots AS l
           SET refunded_micros = c.refunded_micros, breakage_micros = c.breakage_micros, expiry_swept = c.expiry_swept
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::boolean[])
@@ -103,7 +105,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
   if (e.length > 0) {
     // Inputs: the batch's entries in sequence order, hashes already chained. Locks: the new
     // rows; the unique index on idempotency_key backs the in-memory check. Output: none.
-    q(
+    q('insert-entries',
       `INSERT INTO entries (seq, kind, user_id, hold_id, idempotency_key, request_hash, actor,
                             recorded_at, effective_at, policy_version, allocation, metadata,
                             result, reverses_seq, prev_hash, hash)
@@ -139,7 +141,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     if (t.length > 0) {
       // Inputs: every transfer of the batch's entries. Locks: the new rows. No foreign keys on
       // this table (see the migration); the audit's invariants prove its references. Output: none.
-      q(
+      q('insert-transfers',
         `INSERT INTO transfers (entry_seq, idx, kind, debit_account_id, credit_account_id, amount,
                                 unit, pending_seq, pending_idx, debit_version, debit_balance_after,
                                 debit_held_after, credit_version, credit_balance_after, credit_held_after)
@@ -174,7 +176,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     // covered by their user's lock; platform accounts are touched once per batch, under the
     // head lock, so they are never a per-command hot spot. The CHECK constraints re-verify the
     // no-overdraft rule. Output: none.
-    q(
+    q('update-accounts',
       `UPDATE accounts AS a
           SET debits_posted = a.debits_posted + d.dp,
               credits_posted = a.credits_posted + d.cp,
@@ -198,7 +200,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
   if (changes.holdsInserted.length > 0) {
     const h = changes.holdsInserted;
     // Inputs: holds opened (and possibly already closed) by this batch. Locks: new rows. Output: none.
-    q(
+    q('insert-holds',
       `INSERT INTO holds (id, user_id, reserve_seq, credits, expires_at, status, closed_seq, captured_credits)
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[],
                             $6::text[], $7::bigint[], $8::bigint[])`,
@@ -219,7 +221,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     const h = changes.holdsChanged;
     // Inputs: new state of holds that existed before the batch. Locks: those rows (their users
     // are locked already). Output: none.
-    q(
+    q('update-holds',
       `UPDATE holds AS h
           SET expires_at = c.expires_at, status = c.status, closed_seq = c.closed_seq,
               captured_credits = c.captured_credits
@@ -240,7 +242,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     // Inputs: the new head. Locks: the head row, held since lockHead. The seq guard turns any
     // break of the locking protocol into a loud failure instead of a forked chain: updating no
     // row divides by zero, which aborts the transaction. Output: one row.
-    q(
+    q('advance-head',
       `WITH moved AS (
          UPDATE journal_head SET seq = $1, hash = $2, recorded_at = $3 WHERE id = 1 AND seq = $4 RETURNING 1)
        SELECT 1 / (SELECT COUNT(*)::int FROM moved) AS moved`,
