@@ -5,6 +5,7 @@ import { startChildLedger, killChildLedgers, type ChildLedger } from '../testing
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
 import { createLedgerClient, type LedgerClient } from './client.js';
 import { errorReason } from './grpc/errors.js';
+import { settle, type Outcome } from '../testing/call-outcome.js';
 
 // Concurrency through real gRPC: one ledger, two ledgers in this process on one database, and a
 // ledger in a child process on the same database. DESIGN.md §5.
@@ -17,15 +18,6 @@ const quiet = <P extends { on(event: 'error', listener: () => void): unknown }>(
   return pool;
 };
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
 
 function describeFailures(outcomes: Outcome<unknown>[]): string[] {
   return outcomes

@@ -1,4 +1,4 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind, TransferKind } from '../generated/proto/credits/ledger/v1/ledger.js';
@@ -6,6 +6,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
 import { errorReason } from './grpc/errors.js';
 import { sweeperActor } from './hold-sweeper.js';
+import { settle, type Outcome } from '../testing/call-outcome.js';
 
 // Holds through real gRPC (DESIGN.md §3 "Holds and expiry", §4 invariant 7, §6 deadlines):
 // TTL expiry by the sweeper, leases with ExtendHold, two sweepers on one journal, and commands
@@ -19,14 +20,6 @@ const quiet = <P extends { on(event: 'error', listener: () => void): unknown }>(
   return pool;
 };
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
 
 describe('holds', () => {
   const clock = new ManualClock('2026-11-24T12:00:00.000Z');

@@ -1,10 +1,11 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, RefundReason, type GetBalanceResponse } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
 import { errorReason } from './grpc/errors.js';
+import { settle, type Outcome } from '../testing/call-outcome.js';
 
 // A property test of the whole lifecycle: random interleavings of Grant, Purchase, Consume,
 // Reserve, Capture, Release, RenewSubscription, Refund and clock jumps (with or without sweeper
@@ -198,14 +199,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ t: fc.constant('asof' as const), pick: fc.nat() }) },
 );
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
 function failed(o: Outcome<unknown>): { code: number; reason: string | undefined } | 'ok' {
   return o.ok ? 'ok' : { code: o.error.code, reason: errorReason(o.error) };
 }

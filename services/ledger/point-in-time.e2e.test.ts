@@ -1,20 +1,13 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, RefundReason, type Entry, type GetBalanceResponse } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
+import { settle, type Outcome } from '../testing/call-outcome.js';
 
 // Reads of the journal at a point in time (DESIGN.md §4: balance-after rows, §6 GetBalance
 // as_of, Quote, StreamJournal), through the real gRPC client.
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
 const minuteMs = 60_000;
 const dayMs = 86_400_000;
 

@@ -1,27 +1,15 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind, RefundReason, TransferKind, type Entry } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { errorReason } from './grpc/errors.js';
+import { settle, type Outcome, refusal } from '../testing/call-outcome.js';
 
 // Refund and dispute (DESIGN.md §3): the unconsumed credits of a purchase are clawed back in
 // proportion to the money refunded, cumulatively, never below zero (the shortfall is recorded);
 // the money leaves the lot's deferred revenue (and recognised revenue for what was already
 // used). Over a lot's life, recognised + breakage + refunded = paid, to the micro.
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
-function refusal(o: Outcome<unknown>): { code: number; reason: string | undefined } {
-  if (o.ok) throw new Error(`expected a refusal, got ${JSON.stringify(o.value, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
-  return { code: o.error.code, reason: errorReason(o.error) };
-}
 function legs(entry: Entry | undefined) {
   return (entry?.transfers ?? []).map((x) => ({ kind: x.kind, from: x.debitAccountCode, to: x.creditAccountCode, amount: x.amount }));
 }

@@ -1,26 +1,14 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind, TransferKind, type Entry } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { errorReason } from './grpc/errors.js';
+import { settle, type Outcome, refusal } from '../testing/call-outcome.js';
 
 // Reverse (DESIGN.md §3, §4 "a correction is a new reversing entry"): an admin-only mirror of an
 // earlier entry's posted effect, linked both ways, at most once; never of an open reservation,
 // never overdrawing a lot whose credits were spent since.
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
-function refusal(o: Outcome<unknown>): { code: number; reason: string | undefined } {
-  if (o.ok) throw new Error(`expected a refusal, got ${JSON.stringify(o.value, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
-  return { code: o.error.code, reason: errorReason(o.error) };
-}
 /** An entry's posted movements, as (from, to, amount, unit). */
 function moves(entry: Entry) {
   return entry.transfers.map((x) => ({ kind: x.kind, from: x.debitAccountCode, to: x.creditAccountCode, amount: x.amount, unit: x.unit }));

@@ -1,4 +1,4 @@
-import { status, type ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   Bucket,
@@ -9,7 +9,7 @@ import {
 } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { errorReason } from './grpc/errors.js';
+import { settle, type Outcome, refusal } from '../testing/call-outcome.js';
 
 // The subscription lifecycle across month boundaries (DESIGN.md §3 RenewSubscription, Expire,
 // "Holds and expiry"), through the real gRPC client, with a ManualClock that only this file
@@ -18,18 +18,6 @@ import { errorReason } from './grpc/errors.js';
 const hourMs = 3_600_000;
 const dayMs = 86_400_000;
 
-type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };
-async function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
-  try {
-    return { ok: true, value: await p };
-  } catch (error) {
-    return { ok: false, error: error as ServiceError };
-  }
-}
-function refusal(o: Outcome<unknown>): { code: number; reason: string | undefined } {
-  if (o.ok) throw new Error(`expected a refusal, got ${JSON.stringify(o.value, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`);
-  return { code: o.error.code, reason: errorReason(o.error) };
-}
 
 interface Period {
   start: Date;
