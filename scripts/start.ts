@@ -24,11 +24,24 @@ async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<vo
   // PostgreSQL refuses to run as root: as root, let the package run it as (and create) a postgres user.
   const createPostgresUser = process.getuid?.() === 0;
   const server = new EmbeddedPostgres({ databaseDir, port, user: 'postgres', password, persistent: true, createPostgresUser, onLog: () => {} });
-  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
-    log.info({ databaseDir }, 'initialising embedded PostgreSQL');
-    await server.initialise();
+  try {
+    if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
+      log.info({ databaseDir }, 'initialising embedded PostgreSQL');
+      await server.initialise();
+    }
+    await server.start();
+  } catch (error) {
+    if (createPostgresUser && /EACCES/.test(String(error))) {
+      // The server runs as the postgres user, which must be able to reach node_modules and
+      // .data: a checkout under a private directory (mktemp -d is mode 700) is out of its reach.
+      throw new Error(
+        `the embedded PostgreSQL runs as the "postgres" user (it refuses root), which cannot reach ${root}; ` +
+          'make the directories above the checkout traversable (chmod o+x) or set DATABASE_URL',
+        { cause: error },
+      );
+    }
+    throw error;
   }
-  await server.start();
   const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
   await admin.connect();
   const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'ledger'");
