@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   canonicalJson,
   entryHash,
+  entryHashBody,
   genesisHash,
   hashEntryRecord,
   requestHash,
@@ -337,5 +339,35 @@ describe('resultToJson / resultFromJson', () => {
     };
     const back = resultFromJson(JSON.parse(JSON.stringify(resultToJson(result))), true);
     expect(back).toEqual({ ...result, replayed: true });
+  });
+});
+
+describe('entryHash fast path', () => {
+  it('hashes exactly the canonical JSON of the documented body, for entries with and without nulls', () => {
+    const entries: HashableEntry[] = [
+      {
+        seq: 7n, kind: 'CAPTURE', userId: 'u"1', holdId: '0b3f1f5e-7a0e-4c55-9d51-1c1f2a3b4c5d', idempotencyKey: 'k\\1',
+        requestHash: Buffer.alloc(32, 3), actor: 'worker', recordedAt: new Date('2026-11-24T01:02:03.004Z'),
+        effectiveAt: new Date('2026-11-24T01:02:03.004Z'), policyVersion: 'drawdown-v1',
+        allocation: [{ lot_id: '5', credits: '2' }], metadata: { z: 'ü', a: 'x' },
+        result: { entry_id: '7', allocation: [{ credits: '2', lot_id: '5' }] }, reversesSeq: null,
+        transfers: [
+          { idx: 0, kind: 'POST_PENDING', debitAccountId: 5n, creditAccountId: '2', amount: 2n, unit: 'CREDIT', pendingSeq: '6', pendingIdx: 0,
+            debitVersion: 3n, debitBalanceAfter: 8n, debitHeldAfter: 0n, creditVersion: null, creditBalanceAfter: null, creditHeldAfter: null },
+          { idx: 1, kind: 'POSTED', debitAccountId: '9', creditAccountId: 4n, amount: '599980', unit: 'USD', pendingSeq: null, pendingIdx: null,
+            debitVersion: '2', debitBalanceAfter: '1', debitHeldAfter: '0', creditVersion: null, creditBalanceAfter: null, creditHeldAfter: null },
+        ],
+      },
+      {
+        seq: '1', kind: 'GRANT', userId: null, holdId: null, idempotencyKey: 'g', requestHash: Buffer.alloc(32), actor: 'admin',
+        recordedAt: new Date(0), effectiveAt: new Date(0), policyVersion: null, allocation: null, metadata: {}, result: {},
+        reversesSeq: '3', transfers: [],
+      },
+    ];
+    for (const entry of entries) {
+      const prev = Buffer.alloc(32, 9);
+      const expected = createHash('sha256').update(prev).update(canonicalJson(entryHashBody(entry))).digest();
+      expect(entryHash(prev, entry).toString('hex')).toBe(expected.toString('hex'));
+    }
   });
 });

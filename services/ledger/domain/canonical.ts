@@ -26,12 +26,23 @@ export function canonicalJson(value: unknown): string {
   }
   if (value instanceof Date) return `"${value.toISOString()}"`;
   if (Buffer.isBuffer(value)) return `"${value.toString('hex')}"`;
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  // Plain loops and string building: this runs for every entry on the write path.
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i += 1) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
   const record = value as Record<string, unknown>;
-  const keys = Object.keys(record)
-    .filter((k) => record[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(record[k])}`).join(',')}}`;
+  const keys = Object.keys(record).sort();
+  let out = '{';
+  let first = true;
+  for (const key of keys) {
+    const v = record[key];
+    if (v === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(key)}:${canonicalJson(v)}`;
+    first = false;
+  }
+  return `${out}}`;
 }
 
 export function sha256(data: string | Buffer): Buffer {
@@ -140,7 +151,31 @@ export interface HashableTransfer {
 }
 
 export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
-  const body = canonicalJson({
+  // The canonical JSON of { seq, kind, user_id, …, transfers: [[idx, kind, …], …] } written out
+  // in its sorted key order directly: the same bytes canonicalJson would produce for that
+  // object (canonical.test.ts checks it), without sorting keys on the write path.
+  const c = canonicalJson;
+  let transfers = '';
+  for (const t of entry.transfers) {
+    transfers +=
+      `${transfers === '' ? '' : ','}[${c(t.idx)},${c(t.kind)},${c(t.debitAccountId)},${c(t.creditAccountId)},` +
+      `${c(t.amount)},${c(t.unit)},${c(t.pendingSeq)},${c(t.pendingIdx)},${c(t.debitVersion)},` +
+      `${c(t.debitBalanceAfter)},${c(t.debitHeldAfter)},${c(t.creditVersion)},${c(t.creditBalanceAfter)},` +
+      `${c(t.creditHeldAfter)}]`;
+  }
+  const body =
+    `{"actor":${c(entry.actor)},"allocation":${c(entry.allocation)},"effective_at":${c(entry.effectiveAt)},` +
+    `"hold_id":${c(entry.holdId)},"idempotency_key":${c(entry.idempotencyKey)},"kind":${c(entry.kind)},` +
+    `"metadata":${c(entry.metadata)},"policy_version":${c(entry.policyVersion)},` +
+    `"recorded_at":${c(entry.recordedAt)},"request_hash":${c(entry.requestHash)},"result":${c(entry.result)},` +
+    `"reverses_seq":${c(entry.reversesSeq)},"seq":${c(entry.seq)},"transfers":[${transfers}],` +
+    `"user_id":${c(entry.userId)}}`;
+  return createHash('sha256').update(prevHash).update(body).digest();
+}
+
+/** The object whose canonical JSON an entry's hash covers (for tests and external auditors). */
+export function entryHashBody(entry: HashableEntry): Record<string, unknown> {
+  return {
     seq: entry.seq,
     kind: entry.kind,
     user_id: entry.userId,
@@ -171,8 +206,7 @@ export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
       t.creditBalanceAfter,
       t.creditHeldAfter,
     ]),
-  });
-  return createHash('sha256').update(prevHash).update(body).digest();
+  };
 }
 
 /** Hash of the request as sent (minus its key): the same key with another request is refused. */

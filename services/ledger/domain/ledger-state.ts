@@ -404,8 +404,12 @@ export class LedgerState {
         unit: t.unit,
         pendingSeq: t.pending?.seq ?? null,
         pendingIdx: t.pending?.idx ?? null,
-        ...sideAfter('debit', debit),
-        ...sideAfter('credit', credit),
+        debitVersion: versionAfter(debit),
+        debitBalanceAfter: balanceAfter(debit),
+        debitHeldAfter: heldAfter(debit),
+        creditVersion: versionAfter(credit),
+        creditBalanceAfter: balanceAfter(credit),
+        creditHeldAfter: heldAfter(credit),
       };
     });
 
@@ -581,13 +585,14 @@ function applyTransfer(debit: AccountState, credit: AccountState, kind: Transfer
 }
 
 /** Balance-after columns: recorded for user-scoped accounts only (platform ones are aggregated). */
-function sideAfter<S extends 'debit' | 'credit'>(side: S, account: AccountState) {
-  const user = account.kind !== 'PLATFORM';
-  return {
-    [`${side}Version`]: user ? account.version : null,
-    [`${side}BalanceAfter`]: user ? account.creditsPosted - account.debitsPosted : null,
-    [`${side}HeldAfter`]: user ? account.debitsPending : null,
-  } as S extends 'debit'
-    ? { debitVersion: bigint | null; debitBalanceAfter: bigint | null; debitHeldAfter: bigint | null }
-    : { creditVersion: bigint | null; creditBalanceAfter: bigint | null; creditHeldAfter: bigint | null };
+function versionAfter(account: AccountState): bigint | null {
+  return account.kind === 'PLATFORM' ? null : account.version;
+}
+
+function balanceAfter(account: AccountState): bigint | null {
+  return account.kind === 'PLATFORM' ? null : account.creditsPosted - account.debitsPosted;
+}
+
+function heldAfter(account: AccountState): bigint | null {
+  return account.kind === 'PLATFORM' ? null : account.debitsPending;
 }
