@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Allocation, EntryRecord, WriteResult } from './types.js';
 
 /**
@@ -46,7 +46,8 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function sha256(data: string | Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
+  // crypto.hash is the one-shot form: no Hash object per call on the write path.
+  return hash('sha256', data, 'buffer');
 }
 
 export const genesisHash = Buffer.alloc(32);
@@ -170,7 +171,7 @@ export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
     `"recorded_at":${c(entry.recordedAt)},"request_hash":${c(entry.requestHash)},"result":${c(entry.result)},` +
     `"reverses_seq":${c(entry.reversesSeq)},"seq":${c(entry.seq)},"transfers":[${transfers}],` +
     `"user_id":${c(entry.userId)}}`;
-  return createHash('sha256').update(prevHash).update(body).digest();
+  return hash('sha256', Buffer.concat([prevHash, Buffer.from(body)]), 'buffer');
 }
 
 /** The object whose canonical JSON an entry's hash covers (for tests and external auditors). */
