@@ -5,6 +5,7 @@ import {
   canonicalJson,
   entryHash,
   entryHashBody,
+  entryJsonColumns,
   genesisHash,
   hashEntryRecord,
   requestHash,
@@ -263,7 +264,9 @@ describe('entryHash', () => {
       creditBalanceAfter: null,
       creditHeldAfter: null,
     };
-    const record: EntryRecord = {
+    // As LedgerState.post builds it: the jsonb columns' text follows the record's fields.
+    const rec = (r: Omit<EntryRecord, 'json'>): EntryRecord => ({ ...r, json: entryJsonColumns(r) });
+    const record: EntryRecord = rec({
       seq: 7n,
       kind: 'CONSUME',
       userId: 'u1',
@@ -281,7 +284,7 @@ describe('entryHash', () => {
       hash: Buffer.alloc(0),
       reversesSeq: null,
       transfers: [posted],
-    };
+    });
     const stored = asReadFromDatabase({
       ...record,
       allocation: [{ lot_id: '101', credits: '15' }],
@@ -289,11 +292,11 @@ describe('entryHash', () => {
     });
     expect(hashEntryRecord(record).equals(entryHash(prev, stored))).toBe(true);
     // The replayed flag is not part of what is stored, so it cannot change the hash.
-    expect(hashEntryRecord({ ...record, result: { ...record.result, replayed: true } }).equals(hashEntryRecord(record))).toBe(
+    expect(hashEntryRecord(rec({ ...record, result: { ...record.result, replayed: true } })).equals(hashEntryRecord(record))).toBe(
       true,
     );
     expect(
-      hashEntryRecord({ ...record, allocation: [{ lotId: 101n, credits: 16n }] }).equals(hashEntryRecord(record)),
+      hashEntryRecord(rec({ ...record, allocation: [{ lotId: 101n, credits: 16n }] })).equals(hashEntryRecord(record)),
     ).toBe(false);
   });
 });

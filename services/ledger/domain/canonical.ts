@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import type { Allocation, EntryRecord, WriteResult } from './types.js';
+import type { Allocation, EntryRecord, TransferRecord, WriteResult } from './types.js';
 
 /**
  * Canonical JSON: object keys sorted, no white space, bigint as a decimal string, Date as an
@@ -9,6 +9,7 @@ import type { Allocation, EntryRecord, WriteResult } from './types.js';
  */
 export function canonicalJson(value: unknown): string {
   if (value === null || value === undefined) return 'null';
+  if (value instanceof CanonicalText) return value.text;
   switch (typeof value) {
     case 'bigint':
       return `"${value.toString()}"`;
@@ -134,22 +135,14 @@ export interface HashableEntry {
   transfers: readonly HashableTransfer[];
 }
 
-export interface HashableTransfer {
-  idx: number;
-  kind: string;
-  debitAccountId: bigint | string;
-  creditAccountId: bigint | string;
-  amount: bigint | string;
-  unit: string;
-  pendingSeq: bigint | string | null;
-  pendingIdx: number | null;
-  debitVersion: bigint | string | null;
-  debitBalanceAfter: bigint | string | null;
-  debitHeldAfter: bigint | string | null;
-  creditVersion: bigint | string | null;
-  creditBalanceAfter: bigint | string | null;
-  creditHeldAfter: bigint | string | null;
-}
+/** A transfer as the hash reads it: TransferRecord, with int8 columns possibly still text. */
+export type HashableTransfer = {
+  [K in keyof TransferRecord]: TransferRecord[K] extends bigint
+    ? bigint | string
+    : TransferRecord[K] extends bigint | null
+      ? bigint | string | null
+      : TransferRecord[K];
+};
 
 export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
   // The canonical JSON of { seq, kind, user_id, …, transfers: [[idx, kind, …], …] } written out
@@ -216,10 +209,29 @@ export function requestHash(command: object): Buffer {
   return sha256(canonicalJson(rest));
 }
 
+/** JSON text already in canonical form, embedded as it is (encoded once, hashed and stored). */
+export class CanonicalText {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * The canonical JSON text of an entry's jsonb columns. The same text is hashed and written, so
+ * the write path encodes each once; PostgreSQL's jsonb reads back to the same canonical bytes.
+ */
+export function entryJsonColumns(entry: Pick<EntryRecord, 'allocation' | 'metadata' | 'result'>): EntryRecord['json'] {
+  return {
+    allocation: entry.allocation === null ? null : canonicalJson(allocationToJson(entry.allocation)),
+    metadata: canonicalJson(entry.metadata),
+    result: canonicalJson(resultToJson(entry.result)),
+  };
+}
+
 export function hashEntryRecord(entry: EntryRecord): Buffer {
+  const text = (json: string | null) => (json === null ? null : new CanonicalText(json));
   return entryHash(entry.prevHash, {
     ...entry,
-    allocation: entry.allocation === null ? null : allocationToJson(entry.allocation),
-    result: resultToJson(entry.result),
+    allocation: text(entry.json.allocation),
+    metadata: text(entry.json.metadata),
+    result: text(entry.json.result),
   });
 }

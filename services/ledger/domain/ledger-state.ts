@@ -1,4 +1,4 @@
-import { hashEntryRecord } from './canonical.js';
+import { entryJsonColumns, hashEntryRecord } from './canonical.js';
 import { allocate, type DrawableLot } from './drawdown.js';
 import type {
   AccountKind,
@@ -479,6 +479,7 @@ export class LedgerState {
       allocation: draft.allocation,
       metadata: draft.metadata,
       result,
+      json: entryJsonColumns({ allocation: draft.allocation, metadata: draft.metadata, result }),
       reversesSeq: draft.reversesSeq,
       prevHash: this.#headHash,
       hash: Buffer.alloc(0),

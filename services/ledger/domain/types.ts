@@ -214,6 +214,8 @@ export interface EntryRecord {
   allocation: Allocation[] | null;
   metadata: Metadata;
   result: WriteResult;
+  /** The jsonb columns as canonical JSON text: hashed and written as they are. */
+  json: { allocation: string | null; metadata: string; result: string };
   reversesSeq: bigint | null;
   prevHash: Buffer;
   hash: Buffer;

@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import { allocationToJson, resultToJson } from '../domain/canonical.js';
 import { settleAll } from './settle-all.js';
 import type { LedgerState } from '../domain/ledger-state.js';
 
@@ -128,9 +127,9 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         e.map((x) => x.recordedAt.toISOString()),
         e.map((x) => x.effectiveAt.toISOString()),
         e.map((x) => x.policyVersion),
-        e.map((x) => (x.allocation === null ? null : JSON.stringify(allocationToJson(x.allocation)))),
-        e.map((x) => JSON.stringify(x.metadata)),
-        e.map((x) => JSON.stringify(resultToJson(x.result))),
+        e.map((x) => x.json.allocation),
+        e.map((x) => x.json.metadata),
+        e.map((x) => x.json.result),
         e.map((x) => x.prevHash.toString('hex')),
         e.map((x) => x.hash.toString('hex')),
         e.map((x) => str(x.reversesSeq)),
