@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as pb from '../generated/proto/credits/ledger/v1/ledger.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { createLedgerClient, type LedgerClient } from './client.js';
+import { createLedgerClient, requestTypes, type LedgerClient } from './client.js';
 import type { Credential, Role } from './grpc/auth.js';
 
 // Authentication and authorisation through real gRPC (DESIGN.md §6): bearer credentials, the
@@ -191,22 +191,7 @@ describe('auth', () => {
     if (method === 'streamJournal') {
       return firstOfStream(raw.streamJournal(pb.StreamJournalRequest.fromPartial(request as { fromEntryId: bigint }), metadata)).finally(() => raw.close());
     }
-    const type = {
-      grant: pb.GrantRequest,
-      purchase: pb.PurchaseRequest,
-      reserve: pb.ReserveRequest,
-      extendHold: pb.ExtendHoldRequest,
-      capture: pb.CaptureRequest,
-      release: pb.ReleaseRequest,
-      consume: pb.ConsumeRequest,
-      renewSubscription: pb.RenewSubscriptionRequest,
-      refund: pb.RefundRequest,
-      reverse: pb.ReverseRequest,
-      quote: pb.QuoteRequest,
-      getBalance: pb.GetBalanceRequest,
-      getEntry: pb.GetEntryRequest,
-      listEntries: pb.ListEntriesRequest,
-    }[method] as { fromPartial(p: unknown): unknown };
+    const type = requestTypes[method] as { fromPartial(p: unknown): unknown };
     return new Promise((resolve, reject) => {
       (raw[method] as unknown as (r: unknown, m: grpc.Metadata, cb: (e: grpc.ServiceError | null, r: unknown) => void) => void).call(
         raw,

@@ -6,7 +6,7 @@ import * as pb from '../generated/proto/credits/ledger/v1/ledger.js';
  * RPCs, bearer token attached, partial requests filled with proto defaults. Other services
  * reach the ledger only through this.
  */
-const requestTypes = {
+export const requestTypes = {
   grant: pb.GrantRequest,
   purchase: pb.PurchaseRequest,
   reserve: pb.ReserveRequest,
@@ -23,7 +23,7 @@ const requestTypes = {
   listEntries: pb.ListEntriesRequest,
 } as const;
 
-type MethodName = keyof typeof requestTypes;
+export type MethodName = keyof typeof requestTypes;
 type RequestOf<M extends MethodName> = ReturnType<(typeof requestTypes)[M]['fromPartial']>;
 type ResponseOf<M extends MethodName> = ReturnType<(typeof pb.LedgerServiceService)[M]['responseDeserialize']>;
 

@@ -1,20 +1,6 @@
-import type pg from 'pg';
-import type { Clock } from '../lib/clock.js';
-import type { Logger } from '../lib/logger.js';
 import { systemKeyPrefix } from './domain/limits.js';
-import { submitAll } from './hold-sweeper.js';
 import { PeriodicTask } from './periodic-task.js';
-import type { WriteQueue } from './write-queue.js';
-
-export interface ExpirySweeperDeps {
-  pool: pg.Pool;
-  queue: WriteQueue;
-  clock: Clock;
-  log: Logger;
-  periodMs: number;
-  /** Lots handled per pass at most; a backlog (after downtime) drains pass after pass. */
-  batchMax: number;
-}
+import { submitAll, type SweeperDeps } from './sweeper-commands.js';
 
 /**
  * Expires lots past their expires_at: each one with an unheld remainder gets an EXPIRE entry
@@ -22,10 +8,10 @@ export interface ExpirySweeperDeps {
  * bookkeeping, not a movement: there is nothing to journal.
  */
 export class ExpirySweeper {
-  readonly #deps: ExpirySweeperDeps;
+  readonly #deps: SweeperDeps;
   readonly #task: PeriodicTask;
 
-  constructor(deps: ExpirySweeperDeps) {
+  constructor(deps: SweeperDeps) {
     this.#deps = deps;
     this.#task = new PeriodicTask('expiry-sweeper', deps.periodMs, async () => ({
       full: (await this.sweepOnce()).examined >= deps.batchMax,

@@ -1,24 +1,6 @@
-import type pg from 'pg';
-import type { Clock } from '../lib/clock.js';
-import type { Logger } from '../lib/logger.js';
-import { requestHash } from './domain/canonical.js';
-import { LedgerError } from './domain/errors.js';
 import { systemKeyPrefix } from './domain/limits.js';
-import type { Command } from './domain/types.js';
 import { PeriodicTask } from './periodic-task.js';
-import type { WriteQueue } from './write-queue.js';
-
-export const sweeperActor = 'ledger.sweeper';
-
-export interface HoldSweeperDeps {
-  pool: pg.Pool;
-  queue: WriteQueue;
-  clock: Clock;
-  log: Logger;
-  periodMs: number;
-  /** Holds voided per tick at most; a backlog drains over several ticks. */
-  batchMax: number;
-}
+import { submitAll, type SweeperDeps } from './sweeper-commands.js';
 
 /**
  * Voids holds whose TTL passed, through the write queue like any command, so each timeout is
@@ -26,10 +8,10 @@ export interface HoldSweeperDeps {
  * sweeping at once write one entry per hold.
  */
 export class HoldSweeper {
-  readonly #deps: HoldSweeperDeps;
+  readonly #deps: SweeperDeps;
   readonly #task: PeriodicTask;
 
-  constructor(deps: HoldSweeperDeps) {
+  constructor(deps: SweeperDeps) {
     this.#deps = deps;
     this.#task = new PeriodicTask('hold-sweeper', deps.periodMs, async () => ({
       full: (await this.sweepOnce()) >= deps.batchMax,
@@ -61,27 +43,4 @@ export class HoldSweeper {
     if (voided > 0) this.#deps.log.info({ voided }, 'voided lapsed holds');
     return voided;
   }
-}
-
-/**
- * Submits the ledger's own commands through the write queue like any caller's, so each is a
- * journaled entry under a key derived from its target: two ledger processes sweeping at once
- * write one entry per target. Returns how many wrote an entry; refusals (the target changed
- * meanwhile) are expected and not errors.
- */
-export async function submitAll(queue: WriteQueue, commands: Command[], log: Logger): Promise<number> {
-  const results = await Promise.allSettled(
-    commands.map((command) =>
-      queue.submit({ command, requestHash: requestHash(command), actor: sweeperActor, deadlineMs: Infinity }),
-    ),
-  );
-  let written = 0;
-  for (const r of results) {
-    if (r.status === 'fulfilled') {
-      if (!r.value.replayed) written += 1;
-    } else if (!(r.reason instanceof LedgerError && r.reason.code === 'FAILED_PRECONDITION')) {
-      log.warn({ err: r.reason }, 'sweeper command failed');
-    }
-  }
-  return written;
 }

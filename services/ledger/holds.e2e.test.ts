@@ -5,7 +5,7 @@ import { Bucket, EntryKind, TransferKind } from '../generated/proto/credits/ledg
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
 import { errorReason } from './grpc/errors.js';
-import { sweeperActor } from './hold-sweeper.js';
+import { sweeperActor } from './sweeper-commands.js';
 import { settle, type Outcome } from '../testing/call-outcome.js';
 
 // Holds through real gRPC (DESIGN.md §3 "Holds and expiry", §4 invariant 7, §6 deadlines):

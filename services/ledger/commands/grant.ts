@@ -119,4 +119,3 @@ export function userAccount(
   };
 }
 
-export type { LotState };

@@ -1,6 +1,4 @@
 import { invalid } from './errors.js';
-
-export { invalid as invalidField };
 import { limits, systemKeyPrefix } from './limits.js';
 import type { Bucket, Metadata, UpstreamCost } from './types.js';
 

@@ -9,6 +9,7 @@ import { parsePurchase } from '../commands/purchase.js';
 import { parseRelease } from '../commands/release.js';
 import { parseReserve } from '../commands/reserve.js';
 import { requestHash } from '../domain/canonical.js';
+import { invalid } from '../domain/errors.js';
 import type { Command, WriteResult } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { parseRefund } from '../commands/refund.js';
@@ -111,7 +112,7 @@ export function ledgerServiceHandlers(deps: LedgerServiceDeps): Handlers<pb.Ledg
       return balanceToPb(await readBalance(deps.pool, v.userId(req.userId), deps.clock.now(), asOf));
     },
     async streamJournal(req, _call, sink) {
-      if (req.fromEntryId < 0n) throw v.invalidField('from_entry_id', 'must not be negative');
+      if (req.fromEntryId < 0n) throw invalid('from_entry_id', 'must not be negative');
       let next = req.fromEntryId > 0n ? req.fromEntryId : 1n;
       const pollMs = deps.streamPollMs ?? 200;
       while (!sink.signal.aborted) {

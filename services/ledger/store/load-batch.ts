@@ -203,19 +203,15 @@ export async function userAccounts(client: pg.PoolClient, ids: bigint[]): Promis
        FROM accounts WHERE id = ANY($1::bigint[]) AND kind <> 'PLATFORM'`,
     [ids.map(String)],
   );
-  return rows.map((r) => ({
-    id: BigInt(r.id),
-    code: r.code,
-    unit: r.unit,
-    kind: r.kind,
-    userId: r.user_id,
-    flags: r.flags,
-    debitsPosted: BigInt(r.debits_posted),
-    creditsPosted: BigInt(r.credits_posted),
-    debitsPending: BigInt(r.debits_pending),
-    creditsPending: BigInt(r.credits_pending),
-    version: BigInt(r.version),
-  }));
+  return rows.map((r) =>
+    accountState(r.id, r.code, r.unit, r.kind, r.user_id, r.flags, [
+      r.debits_posted,
+      r.credits_posted,
+      r.debits_pending,
+      r.credits_pending,
+      r.version,
+    ]),
+  );
 }
 
 export async function purchasedRefs(client: pg.PoolClient, refs: string[]): Promise<Map<string, bigint>> {
@@ -315,33 +311,26 @@ export async function loadLots(
       breakageMicros: BigInt(r.breakage_micros),
       expirySwept: r.expiry_swept,
     });
-    accounts.push({
-      id: lotId,
-      code: r.code,
-      unit: 'CREDIT',
-      kind: 'LOT',
-      userId: r.user_id,
-      flags: r.flags,
-      debitsPosted: BigInt(r.debits_posted),
-      creditsPosted: BigInt(r.credits_posted),
-      debitsPending: BigInt(r.debits_pending),
-      creditsPending: BigInt(r.credits_pending),
-      version: BigInt(r.version),
-    });
+    accounts.push(
+      accountState(r.account_id, r.code, 'CREDIT', 'LOT', r.user_id, r.flags, [
+        r.debits_posted,
+        r.credits_posted,
+        r.debits_pending,
+        r.credits_pending,
+        r.version,
+      ]),
+    );
     if (r.deferred_account_id !== null && r.currency !== null) {
-      accounts.push({
-        id: BigInt(r.deferred_account_id),
-        code: r.d_code!,
-        unit: r.currency,
-        kind: 'DEFERRED',
-        userId: r.user_id,
-        flags: r.d_flags!,
-        debitsPosted: BigInt(r.d_debits_posted!),
-        creditsPosted: BigInt(r.d_credits_posted!),
-        debitsPending: 0n,
-        creditsPending: 0n,
-        version: BigInt(r.d_version!),
-      });
+      // Deferred-revenue accounts never hold pending amounts.
+      accounts.push(
+        accountState(r.deferred_account_id, r.d_code!, r.currency, 'DEFERRED', r.user_id, r.d_flags!, [
+          r.d_debits_posted!,
+          r.d_credits_posted!,
+          '0',
+          '0',
+          r.d_version!,
+        ]),
+      );
     }
   }
   return { lots, accounts };
@@ -399,4 +388,29 @@ export async function nextAccountIds(client: pg.PoolClient, count: number): Prom
     [count],
   );
   return rows.map((r) => BigInt(r.id));
+}
+
+/** An account as read: ids and totals arrive as text (int8) and become bigint here. */
+function accountState(
+  id: string,
+  code: string,
+  unit: string,
+  kind: 'LOT' | 'DEFERRED',
+  userId: string,
+  flags: number,
+  [debitsPosted, creditsPosted, debitsPending, creditsPending, version]: [string, string, string, string, string],
+): AccountState {
+  return {
+    id: BigInt(id),
+    code,
+    unit,
+    kind,
+    userId,
+    flags,
+    debitsPosted: BigInt(debitsPosted),
+    creditsPosted: BigInt(creditsPosted),
+    debitsPending: BigInt(debitsPending),
+    creditsPending: BigInt(creditsPending),
+    version: BigInt(version),
+  };
 }
