@@ -1,4 +1,3 @@
-import type pg from 'pg';
 import { draftEntry, accountIdsNeeded, commandHoldId, commandUserId } from './commands/apply.js';
 import { LedgerError } from './domain/errors.js';
 import { LedgerState, type HoldPolicy, type PlatformAccounts } from './domain/ledger-state.js';
@@ -10,7 +9,9 @@ import {
   loadLots,
   lockHead,
   lockUsers,
+  namesNothing,
   nextAccountIds,
+  noTargets,
   purchasedRefs,
   resolveTargets,
   reversibleEntries,
@@ -19,6 +20,7 @@ import {
   userAccounts,
 } from './store/load-batch.js';
 import { isRetriable, isUnavailable } from './store/pg-errors.js';
+import type { BatchConnection } from './store/batch-connection.js';
 import { settleAll } from './store/settle-all.js';
 import { writeBatch } from './store/write-batch.js';
 
@@ -33,7 +35,7 @@ export interface BatchItem {
 export type Outcome = { ok: true; result: WriteResult } | { ok: false; error: Error };
 
 export interface BatchDeps {
-  pool: pg.Pool;
+  connection: BatchConnection;
   platform: PlatformAccounts;
   clock: Clock;
   holdPolicy: HoldPolicy;
@@ -85,19 +87,26 @@ export async function executeBatch(deps: BatchDeps, items: readonly BatchItem[])
  * not need each other's results are sent together and answered in order, so a batch costs a
  * few round trips instead of one per statement. PostgreSQL still runs them one after another,
  * in the order sent, which keeps the lock order (users, then head) intact.
+ *
+ * With the connection already held and no holds, lots or entries to resolve (Consume, Grant,
+ * Purchase, Reserve), BEGIN and the reads are sent before the first await: the write queue
+ * starts a batch before it answers the previous one, and this is what lets PostgreSQL run the
+ * reads meanwhile.
  */
 async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Outcome[]> {
-  const client = await deps.pool.connect();
+  const acquired = deps.connection.acquire();
+  const client = acquired instanceof Promise ? await acquired : acquired;
   let broken = false;
   try {
     const begun = client.query('BEGIN');
     const commands = items.map((i) => i.command);
-    const targets = await resolveTargets(client, {
+    const pointedAt = {
       holdIds: unique(commands.map(commandHoldId)),
       lotIds: commands.flatMap((c) => (c.kind === 'EXPIRE' ? [c.lotId] : [])),
       externalRefs: unique(commands.map((c) => (c.kind === 'REFUND' ? c.externalRef : null))),
       entrySeqs: commands.flatMap((c) => (c.kind === 'REVERSE' ? [c.entrySeq] : [])),
-    });
+    };
+    const targets = namesNothing(pointedAt) ? noTargets() : await resolveTargets(client, pointedAt);
     const userIds = unique([
       ...commands.map(commandUserId),
       ...targets.holdUsers.values(),
@@ -168,7 +177,9 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     });
     throw error;
   } finally {
-    client.release(broken);
+    // The connection stays held for the next batch unless it broke; the write queue releases
+    // it when it runs out of work.
+    if (broken) deps.connection.release(true);
   }
 }
 

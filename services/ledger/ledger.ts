@@ -11,6 +11,7 @@ import { ledgerServiceHandlers } from './grpc/ledger-service.js';
 import { GrpcServer, type ServiceBinding } from './grpc/server.js';
 import { ExpirySweeper } from './expiry-sweeper.js';
 import { HoldSweeper } from './hold-sweeper.js';
+import { BatchConnection } from './store/batch-connection.js';
 import { ensurePlatformAccounts } from './store/platform-accounts.js';
 import { EntryReader } from './store/read-entries.js';
 import { WriteQueue } from './write-queue.js';
@@ -47,10 +48,12 @@ export class Ledger {
     this.#deps = deps;
     this.platform = platform;
     const holdPolicy = { holdTtlMsDefault: options.holdTtlMsDefault, holdTtlMsMax: options.holdTtlMsMax };
+    const connection = new BatchConnection(deps.writePool ?? pool);
     this.queue = new WriteQueue({
-      execute: (items) => executeBatch({ pool: deps.writePool ?? pool, platform, clock, holdPolicy, log }, items),
+      execute: (items) => executeBatch({ connection, platform, clock, holdPolicy, log }, items),
       batchSizeMax: options.batchSizeMax,
       queueLengthMax: options.queueLengthMax,
+      onIdle: () => connection.release(),
     });
     this.sweeper = new HoldSweeper({
       pool,

@@ -8,6 +8,8 @@ export interface WriteQueueOptions {
   batchSizeMax: number;
   /** Commands waiting; beyond it callers get RESOURCE_EXHAUSTED at once. */
   queueLengthMax: number;
+  /** Called when the queue runs out of work (the writer then returns its connection). */
+  onIdle?: () => void;
 }
 
 interface Waiting {
@@ -63,22 +65,43 @@ export class WriteQueue {
     await new Promise<void>((resolve) => this.#idle.push(resolve));
   }
 
+  /**
+   * Runs batches until nothing waits. Each batch starts before the previous one is answered:
+   * answering runs every caller's continuation (encoding and writing its gRPC response), and
+   * starting first lets the next batch's statements reach PostgreSQL before that work, instead
+   * of after it. Still only one batch runs at a time.
+   */
   async #drain(): Promise<void> {
-    while (this.#waiting.length > 0) {
-      const batch = this.#waiting.splice(0, this.#options.batchSizeMax);
-      let outcomes: Outcome[];
-      try {
-        outcomes = await this.#options.execute(batch.map((w) => w.item));
-      } catch (error) {
-        outcomes = batch.map(() => ({ ok: false, error: error as Error }));
-      }
-      batch.forEach((w, i) => {
-        const outcome = outcomes[i];
-        if (outcome?.ok) w.resolve(outcome.result);
-        else w.reject(outcome?.error ?? new Error('batch returned no outcome'));
-      });
+    let batch = this.#take();
+    let running = this.#execute(batch);
+    while (batch.length > 0) {
+      const outcomes = await running;
+      const next = this.#take();
+      running = this.#execute(next);
+      answer(batch, outcomes);
+      batch = next;
     }
     this.#running = false;
+    this.#options.onIdle?.();
     for (const resolve of this.#idle.splice(0)) resolve();
   }
+
+  #take(): Waiting[] {
+    return this.#waiting.splice(0, this.#options.batchSizeMax);
+  }
+
+  #execute(batch: Waiting[]): Promise<Outcome[]> {
+    if (batch.length === 0) return Promise.resolve([]);
+    return this.#options
+      .execute(batch.map((w) => w.item))
+      .catch((error: unknown) => batch.map(() => ({ ok: false as const, error: error as Error })));
+  }
+}
+
+function answer(batch: Waiting[], outcomes: Outcome[]): void {
+  batch.forEach((w, i) => {
+    const outcome = outcomes[i];
+    if (outcome?.ok) w.resolve(outcome.result);
+    else w.reject(outcome?.error ?? new Error('batch returned no outcome'));
+  });
 }

@@ -37,6 +37,8 @@ export function ledgerOptions(overrides: Partial<LedgerOptions> = {}): LedgerOpt
 export interface TestLedger {
   db: TestDatabase;
   pool: pg.Pool;
+  /** The batch writer's pipelined pool. */
+  writePool: pg.Pool;
   clock: Clock;
   ledger: Ledger;
   address: string;
@@ -90,6 +92,7 @@ export async function startTestLedger(start: StartOptions = {}): Promise<TestLed
   return {
     db,
     pool,
+    writePool,
     clock,
     ledger,
     address,

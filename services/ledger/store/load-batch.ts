@@ -19,15 +19,28 @@ export interface Targets {
   entryUsers: Map<bigint, string | null>;
 }
 
+export interface NamedTargets {
+  holdIds: string[];
+  lotIds: bigint[];
+  externalRefs: string[];
+  entrySeqs: bigint[];
+}
+
+/** True when a batch names no hold, lot or entry: most batches (Consume, Grant, Purchase). */
+export function namesNothing(named: NamedTargets): boolean {
+  return named.holdIds.length === 0 && named.lotIds.length === 0 && named.externalRefs.length === 0 && named.entrySeqs.length === 0;
+}
+
+export function noTargets(): Targets {
+  return { holdUsers: new Map(), lotUsers: new Map(), refLots: new Map(), entryUsers: new Map() };
+}
+
 /**
  * Resolves the holds, lots and entries that commands name to the users who own them, so the
  * batch can lock those users. Ownership never changes, so this may run before any lock.
  */
-export async function resolveTargets(
-  client: pg.PoolClient,
-  named: { holdIds: string[]; lotIds: bigint[]; externalRefs: string[]; entrySeqs: bigint[] },
-): Promise<Targets> {
-  const targets: Targets = { holdUsers: new Map(), lotUsers: new Map(), refLots: new Map(), entryUsers: new Map() };
+export async function resolveTargets(client: pg.PoolClient, named: NamedTargets): Promise<Targets> {
+  const targets = noTargets();
   if (named.holdIds.length > 0) {
     // Inputs: hold ids. Locks: none. Output: (id, user_id) of the holds that exist.
     const { rows } = await client.query<{ id: string; user_id: string }>(

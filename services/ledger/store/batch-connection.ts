@@ -1,0 +1,52 @@
+import type pg from 'pg';
+
+/**
+ * The batch writer's connection, held from one batch to the next while the write queue has
+ * work. A batch that finds it held sends BEGIN and its reads in the same event-loop turn in
+ * which the previous batch committed, so PostgreSQL works on them while this process encodes
+ * the previous batch's answers. Taking a connection from the pool instead resolves only after
+ * those answers are written (pg-pool hands clients out through process.nextTick), which leaves
+ * PostgreSQL idle for that long on every batch.
+ *
+ * One batch runs at a time, so one connection is all the writer holds.
+ */
+export class BatchConnection {
+  readonly #pool: pg.Pool;
+  #held: { client: pg.PoolClient; onError: () => void } | null = null;
+  #connecting: Promise<pg.PoolClient> | null = null;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  /** The held connection, or a promise of one from the pool (then held until release). */
+  acquire(): pg.PoolClient | Promise<pg.PoolClient> {
+    if (this.#held) return this.#held.client;
+    this.#connecting ??= this.#pool.connect().then((client) => {
+      this.#connecting = null;
+      // A held connection that dies is dropped at once; without a listener pg would raise its
+      // 'error' event unhandled, which ends the process. A batch using it fails on its own
+      // query and is retried on a new connection.
+      const onError = (): void => this.#drop(client, true);
+      client.on('error', onError);
+      this.#held = { client, onError };
+      return client;
+    }, (error: unknown) => {
+      this.#connecting = null;
+      throw error;
+    });
+    return this.#connecting;
+  }
+
+  /** Returns the held connection to the pool, or closes it if it is `broken`. */
+  release(broken = false): void {
+    if (this.#held) this.#drop(this.#held.client, broken);
+  }
+
+  #drop(client: pg.PoolClient, broken: boolean): void {
+    if (this.#held?.client !== client) return;
+    client.removeListener('error', this.#held.onError);
+    this.#held = null;
+    client.release(broken);
+  }
+}
