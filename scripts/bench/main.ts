@@ -1,7 +1,7 @@
 // `npm run bench`: the ledger's throughput, latency and CPU per command against a real
-// PostgreSQL, next to two references measured in the same run: the transport ceiling (a bare
-// grpc-js server that does nothing) and the unbatched baseline (one SQL transaction per
-// command, straight from Node). See usage in options.ts; the report goes to stdout, progress
+// PostgreSQL, next to references measured in the same run: the transport ceiling (a bare
+// grpc-js server that does nothing), the same no-op served by the ledger's own gRPC stack, and
+// the unbatched baseline (one SQL transaction per command, straight from Node). See usage in options.ts; the report goes to stdout, progress
 // to stderr.
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -16,7 +16,7 @@ import { allScenarios, ledgerScenarios, parseOptions, usage, type BenchOptions, 
 import { machineInfo } from './proc-stat.js';
 import type { ParentMessage } from './protocol.js';
 import { summariseProfiles, type ProfileWindow } from './profile-summary.js';
-import { figuresTable, resultJson, targetChecks, targetsTable, type ScenarioFigures } from './report.js';
+import { figuresTable, resultJson, stackReferenceLines, targetChecks, targetsTable, type ScenarioFigures } from './report.js';
 import { countBatches, runScenario, seedLedger, type ScenarioPlan } from './scenarios.js';
 import { startLedger, startNoopServer, type LedgerLogSummary, type RunningServer } from './servers.js';
 import { hotUser, creditsForHotUser } from './users.js';
@@ -89,7 +89,8 @@ async function main(options: BenchOptions): Promise<void> {
     const workers = await startWorkers(options.clients);
     // Both servers stay up for the whole run, so that rounds can alternate between them; an
     // idle server costs nothing measurable (the ledger's hold sweeper runs one query a second).
-    const noop = options.scenarios.includes('transport') ? await startNoopServer() : null;
+    const noop = options.scenarios.includes('transport') ? await startNoopServer('bare', token) : null;
+    const stackNoop = options.scenarios.includes('transport_stack') ? await startNoopServer('stack', token) : null;
     let ledger: RunningServer | null = null;
     if (wantLedger) {
       progress('starting the ledger');
@@ -100,15 +101,16 @@ async function main(options: BenchOptions): Promise<void> {
     if (wantBaseline) await seedBaseline(baselineDbUrl, hotUser, creditsForHotUser);
 
     const planFor = (name: ScenarioName, round: number): ScenarioPlan => {
-      if (name === 'transport') {
-        if (!noop) throw new Error('the no-op server is not running');
+      if (name === 'transport' || name === 'transport_stack') {
+        const server = name === 'transport' ? noop : stackNoop;
+        if (!server) throw new Error(`the ${name} no-op server is not running`);
         return {
           name,
           round,
-          operation: 'no-op Consume call',
+          operation: name === 'transport' ? 'no-op Consume call' : 'no-op Consume, ledger gRPC stack',
           workload: 'noop',
-          target: { kind: 'noop', address: noop.address, token },
-          serverPid: noop.child.pid,
+          target: { kind: 'noop', address: server.address, token },
+          serverPid: server.child.pid,
           databaseName: null,
         };
       }
@@ -149,7 +151,7 @@ async function main(options: BenchOptions): Promise<void> {
       figures.set(name, { ...best, roundsOpsPerS: results.map((r) => r.opsPerS) });
     }
 
-    if (noop) await stopChild(noop.child.process, noop.child.exited, 5_000);
+    for (const server of [noop, stackNoop]) if (server) await stopChild(server.child.process, server.child.exited, 5_000);
     if (ledger) {
       // SIGTERM lets the ledger drain and exit by itself, which is also when --cpu-prof
       // writes its profile.
@@ -226,6 +228,8 @@ async function main(options: BenchOptions): Promise<void> {
       '. entries/batch = journal entries per PostgreSQL transaction over the whole scenario.',
   );
   out.push('', '### Targets', '', targetsTable(targets), '');
+  const references = stackReferenceLines(ordered);
+  if (references.length > 0) out.push(...references, '');
   if (ledgerLogs.counts.size > 0) {
     out.push('### Ledger warnings and errors', '');
     for (const [msg, n] of ledgerLogs.counts) out.push(`- ${n}× ${msg}`);

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 /** The scenarios in the order the bench runs them. */
 export const allScenarios = [
   'transport',
+  'transport_stack',
   'consume_uniform',
   'consume_hot_user',
   'reserve_capture',

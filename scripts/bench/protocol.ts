@@ -6,7 +6,7 @@
 /** What a client process drives. */
 export type Target =
   | { kind: 'ledger'; address: string; token: string }
-  /** The bare grpc-js server of noop-server.ts, called exactly like the ledger's Consume. */
+  /** A no-op server of noop-server.ts (bare or stack), called exactly like the ledger's Consume. */
   | { kind: 'noop'; address: string; token: string }
   /** PostgreSQL directly, one transaction per command (baseline.ts). */
   | { kind: 'baseline'; databaseUrl: string };

@@ -155,6 +155,33 @@ export function targetChecks(byName: ReadonlyMap<ScenarioName, ScenarioFigures>)
   return checks;
 }
 
+/**
+ * Not targets: the same comparisons against the no-op served by the ledger's own gRPC stack
+ * (transport_stack), which separates what our server stack costs from what the ledger's work
+ * costs. Empty when either side was not run.
+ */
+export function stackReferenceLines(byName: ReadonlyMap<ScenarioName, ScenarioFigures>): string[] {
+  const stack = byName.get('transport_stack');
+  const bare = byName.get('transport');
+  if (!stack || !stack.serverCpuUsPerOp) return [];
+  const lines = [
+    `Reference, not a target: the same no-op served by the ledger's own gRPC stack (transport_stack) costs ` +
+      `${stack.serverCpuUsPerOp.toFixed(1)} µs of CPU per call` +
+      (bare?.serverCpuUsPerOp ? ` (bare grpc-js: ${bare.serverCpuUsPerOp.toFixed(1)} µs)` : '') +
+      ` and tops out at ${thousands(stack.opsPerS)} calls/s.`,
+  ];
+  for (const name of ['consume_uniform', 'consume_hot_user'] as const) {
+    const f = byName.get(name);
+    if (!f || f.serverCpuUsPerOp === null) continue;
+    lines.push(
+      `- ${name}: ${(f.opsPerS / stack.opsPerS).toFixed(2)}× its calls/s; ledger CPU per Consume ` +
+        `${(f.serverCpuUsPerOp / stack.serverCpuUsPerOp).toFixed(2)}× its CPU per call ` +
+        `(the ledger's own work: ${(f.serverCpuUsPerOp - stack.serverCpuUsPerOp).toFixed(1)} µs per Consume).`,
+    );
+  }
+  return lines;
+}
+
 const round = (value: number | null, digits: number): number | null =>
   value === null || !Number.isFinite(value) ? null : Math.round(value * 10 ** digits) / 10 ** digits;
 
@@ -190,7 +217,8 @@ function detailJson(f: ScenarioFigures) {
 
 /**
  * The JSON the issue asks for: scenarios with four figures each, the two references and the
- * baseline ratio. Extra keys (machine, config, targets, details) come after them.
+ * baseline ratio. Extra keys (the same-stack no-op, machine, config, targets, details) come
+ * after them.
  */
 export function resultJson(
   byName: ReadonlyMap<ScenarioName, ScenarioFigures>,
@@ -202,12 +230,15 @@ export function resultJson(
     if (f) scenarios[name] = scenarioJson(f);
   }
   const transport = byName.get('transport');
+  const stack = byName.get('transport_stack');
   const baseline = byName.get('baseline');
   const hot = byName.get('consume_hot_user');
   return {
     scenarios,
     transport_ceiling_ops_per_s: transport ? round(transport.opsPerS, 1) : null,
     transport_server_cpu_us_per_op: transport ? round(transport.serverCpuUsPerOp, 2) : null,
+    stack_noop_ops_per_s: stack ? round(stack.opsPerS, 1) : null,
+    stack_noop_server_cpu_us_per_op: stack ? round(stack.serverCpuUsPerOp, 2) : null,
     baseline_ops_per_s: baseline ? round(baseline.opsPerS, 1) : null,
     baseline_ratio: hot && baseline && baseline.opsPerS > 0 ? round(hot.opsPerS / baseline.opsPerS, 3) : null,
     machine: extras.machine,

@@ -12,14 +12,15 @@ export interface RunningServer {
   address: string;
 }
 
-export async function startNoopServer(): Promise<RunningServer> {
+/** A no-op server (noop-server.ts): `bare` grpc-js, or the ledger's own gRPC `stack`. */
+export async function startNoopServer(mode: 'bare' | 'stack', token: string): Promise<RunningServer> {
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
   let ready: () => void = () => undefined;
   const readyLine = new Promise<void>((resolve) => (ready = resolve));
-  const child = spawnServer('noop-server', ['--import', 'tsx', path.join(benchDir, 'noop-server.ts'), address], {
+  const child = spawnServer(`noop-server (${mode})`, ['--import', 'tsx', path.join(benchDir, 'noop-server.ts'), mode, address], {
     cwd: repoRoot,
-    env: process.env,
+    env: { ...process.env, BENCH_TOKEN: token },
     onLine: (line) => {
       if (line.includes('"msg":"ready"')) ready();
     },
