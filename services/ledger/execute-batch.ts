@@ -20,7 +20,7 @@ import {
   userAccounts,
 } from './store/load-batch.js';
 import { isRetriable, isUnavailable } from './store/pg-errors.js';
-import type { BatchConnection } from './store/batch-connection.js';
+import { sendTogether, type BatchConnection } from './store/batch-connection.js';
 import { settleAll } from './store/settle-all.js';
 import { writeBatch } from './store/write-batch.js';
 
@@ -98,7 +98,6 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
   const client = acquired instanceof Promise ? await acquired : acquired;
   let broken = false;
   try {
-    const begun = client.query('BEGIN');
     const commands = items.map((i) => i.command);
     const pointedAt = {
       holdIds: unique(commands.map(commandHoldId)),
@@ -106,7 +105,13 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       externalRefs: unique(commands.map((c) => (c.kind === 'REFUND' ? c.externalRef : null))),
       entrySeqs: commands.flatMap((c) => (c.kind === 'REVERSE' ? [c.entrySeq] : [])),
     };
-    const targets = namesNothing(pointedAt) ? noTargets() : await resolveTargets(client, pointedAt);
+    // Most batches name nothing to resolve: their BEGIN then goes out with the reads.
+    let begun: Promise<unknown> | null = null;
+    let targets = noTargets();
+    if (!namesNothing(pointedAt)) {
+      begun = client.query('BEGIN');
+      targets = await resolveTargets(client, pointedAt);
+    }
     const userIds = unique([
       ...commands.map(commandUserId),
       ...targets.holdUsers.values(),
@@ -115,37 +120,41 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     ]).sort();
     // Sent together; the lots are read after the user locks are granted, since the server runs
     // the statements in order.
-    const [, users, head, keys, live, targetHolds, named, reversible, refs, periods, accountIds] = await settleAll([
-      begun,
-      lockUsers(client, userIds),
-      lockHead(client),
-      storedKeys(client, commands.map((c) => c.idempotencyKey)),
-      loadLots(client, { live: userIds }),
-      holdsWithLegs(client, [...targets.holdUsers.keys()]),
-      // Lots named by commands (expiries, refunds), spent or not.
-      loadLots(client, { ids: [...targets.lotUsers.keys()] }),
-      reversibleEntries(client, [...targets.entryUsers.keys()]),
-      purchasedRefs(
-        client,
-        unique(commands.map((c) => (c.kind === 'PURCHASE' || c.kind === 'RENEW_SUBSCRIPTION' ? c.externalRef : null))),
-      ),
-      subscriptionPeriods(
-        client,
-        commands.flatMap((c) => (c.kind === 'RENEW_SUBSCRIPTION' ? [{ userId: c.userId, periodStart: c.periodStart }] : [])),
-      ),
-      nextAccountIds(
-        client,
-        commands.reduce((n, c) => n + accountIdsNeeded(c), 0),
-      ),
-    ] as const);
+    const [, users, head, keys, live, targetHolds, named, reversible, refs, periods, accountIds] = await sendTogether(client, () =>
+      settleAll([
+        begun ?? client.query('BEGIN'),
+        lockUsers(client, userIds),
+        lockHead(client),
+        storedKeys(client, commands.map((c) => c.idempotencyKey)),
+        loadLots(client, { live: userIds }),
+        holdsWithLegs(client, [...targets.holdUsers.keys()]),
+        // Lots named by commands (expiries, refunds), spent or not.
+        loadLots(client, { ids: [...targets.lotUsers.keys()] }),
+        reversibleEntries(client, [...targets.entryUsers.keys()]),
+        purchasedRefs(
+          client,
+          unique(commands.map((c) => (c.kind === 'PURCHASE' || c.kind === 'RENEW_SUBSCRIPTION' ? c.externalRef : null))),
+        ),
+        subscriptionPeriods(
+          client,
+          commands.flatMap((c) => (c.kind === 'RENEW_SUBSCRIPTION' ? [{ userId: c.userId, periodStart: c.periodStart }] : [])),
+        ),
+        nextAccountIds(
+          client,
+          commands.reduce((n, c) => n + accountIdsNeeded(c), 0),
+        ),
+      ] as const),
+    );
     // Reversals also need the accounts and lots they give back to, and the hold their
     // reservation opened (an open one may not be reversed).
     const mirroredIds = [...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit])))];
-    const [mirrored, mirroredLots, reversedHolds] = await settleAll([
-      userAccounts(client, mirroredIds),
-      loadLots(client, { ids: mirroredIds }),
-      holdsWithLegs(client, [...reversible.values()].flatMap((e) => (e.holdId ? [e.holdId] : []))),
-    ] as const);
+    const [mirrored, mirroredLots, reversedHolds] = await sendTogether(client, () =>
+      settleAll([
+        userAccounts(client, mirroredIds),
+        loadLots(client, { ids: mirroredIds }),
+        holdsWithLegs(client, [...reversible.values()].flatMap((e) => (e.holdId ? [e.holdId] : []))),
+      ] as const),
+    );
     const state = new LedgerState({
       // Never before the last entry: recorded_at grows with seq across processes.
       now: laterOf(deps.clock.now(), head.recordedAt),
@@ -166,9 +175,7 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     const outcomes = items.map((item) => applyOne(state, item));
     // The writes and COMMIT go out together. PostgreSQL answers a COMMIT of a transaction that
     // failed with ROLLBACK, not an error, so every write's outcome is checked before answering.
-    const written = writeBatch(client, state, head.seq);
-    const committed = client.query('COMMIT');
-    const [, commit] = await settleAll([written, committed] as const);
+    const [, commit] = await sendTogether(client, () => settleAll([writeBatch(client, state, head.seq), client.query('COMMIT')] as const));
     if (commit.command !== 'COMMIT') throw new Error(`batch transaction ended with ${commit.command}`);
     return outcomes;
   } catch (error) {
