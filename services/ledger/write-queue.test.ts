@@ -110,6 +110,22 @@ describe('WriteQueue', () => {
     expect(again[1]).toMatchObject({ status: 'fulfilled', value: { entryId: 1n } });
   });
 
+  it('answers a batch whose executor throws instead of rejecting, and keeps serving', async () => {
+    let calls = 0;
+    const queue = new WriteQueue({
+      execute: (items) => {
+        calls += 1;
+        if (calls === 1) throw new Error('thrown synchronously');
+        return Promise.resolve(items.map(() => ({ ok: true as const, result: { entryId: 7n, replayed: false } })));
+      },
+      batchSizeMax: 10,
+      queueLengthMax: 10,
+    });
+    await expect(queue.submit(item('p'))).rejects.toThrow('thrown synchronously');
+    await expect(queue.submit(item('q'))).resolves.toMatchObject({ entryId: 7n });
+    await queue.close();
+  });
+
   it('refuses beyond queueLengthMax with RESOURCE_EXHAUSTED, and after close with UNAVAILABLE', async () => {
     const ex = controlledExecutor([]);
     const queue = new WriteQueue({ execute: ex.execute, batchSizeMax: 1, queueLengthMax: 2 });

@@ -90,11 +90,16 @@ export class WriteQueue {
     return this.#waiting.splice(0, this.#options.batchSizeMax);
   }
 
+  /** Starts a batch (synchronously, up to its first await); never rejects. */
   #execute(batch: Waiting[]): Promise<Outcome[]> {
     if (batch.length === 0) return Promise.resolve([]);
-    return this.#options
-      .execute(batch.map((w) => w.item))
-      .catch((error: unknown) => batch.map(() => ({ ok: false as const, error: error as Error })));
+    const failAll = (error: unknown): Outcome[] => batch.map(() => ({ ok: false as const, error: error as Error }));
+    try {
+      return this.#options.execute(batch.map((w) => w.item)).catch(failAll);
+    } catch (error) {
+      // An executor that throws instead of rejecting must not leave the queue running forever.
+      return Promise.resolve(failAll(error));
+    }
   }
 }
 
