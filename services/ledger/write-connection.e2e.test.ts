@@ -53,7 +53,7 @@ describe('the batch writer connection', () => {
 
   it('survives its backend being terminated mid-storm: acknowledged writes are journaled, the rest fail UNAVAILABLE', async () => {
     const acked = new Map<string, bigint>();
-    const refused: { key: string; code: number; message: string }[] = [];
+    const refused: { key: string; userId: string; code: number; message: string }[] = [];
     let seq = 0;
     let stopping = false;
     const lane = async (): Promise<void> => {
@@ -63,7 +63,7 @@ describe('the batch writer connection', () => {
         seq += 1;
         const outcome = await settle(t.client.worker.consume({ idempotencyKey: key, userId, credits: 1n }));
         if (outcome.ok) acked.set(key, outcome.value.entryId);
-        else refused.push({ key, code: outcome.error.code, message: outcome.error.details });
+        else refused.push({ key, userId, code: outcome.error.code, message: outcome.error.details });
       }
     };
     const lanes = Array.from({ length: LANES }, lane);
@@ -91,7 +91,7 @@ describe('the batch writer connection', () => {
     // A refused call retried with its key either replays what a batch committed before its
     // connection died, or applies now; either way it is journaled exactly once.
     for (const r of refused) {
-      const retried = await t.client.worker.consume({ idempotencyKey: r.key, userId: `u${Number(r.key.slice(6)) % USERS}`, credits: 1n });
+      const retried = await t.client.worker.consume({ idempotencyKey: r.key, userId: r.userId, credits: 1n });
       const { rows: again } = await t.pool.query<{ seq: string }>('SELECT seq::text FROM entries WHERE idempotency_key = $1', [r.key]);
       expect(again.map((x) => BigInt(x.seq))).toEqual([retried.entryId]);
     }
