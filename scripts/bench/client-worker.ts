@@ -4,8 +4,8 @@
 import { performance } from 'node:perf_hooks';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
-import { Bucket } from '../../services/generated/proto/credits/ledger/v1/ledger.js';
-import { createLedgerClient, type LedgerClient } from '../../services/ledger/client.js';
+import { Bucket } from '../../services/ledger/client/index.js';
+import { createLedgerClient, type LedgerClient } from '../../services/ledger/client/index.js';
 import { baselineConsume, loadBaselineAccounts } from './baseline.js';
 import { LatencyHistogram } from './histogram.js';
 import type { ChildMessage, ParentMessage, RunRequest, RunResult, SeedRequest, SeedResult } from './protocol.js';

@@ -1,4 +1,4 @@
-import { ConsumeRequest, ConsumeResponse } from '../../services/generated/proto/credits/ledger/v1/ledger.js';
+import { ConsumeRequest, ConsumeResponse } from '../../services/ledger/client/index.js';
 import { userName } from './users.js';
 
 /**

@@ -14,7 +14,7 @@
 // (stack reads the bearer token from BENCH_TOKEN). Prints one JSON line
 // {"msg":"ready","port":…} on stdout once it serves.
 import * as grpc from '@grpc/grpc-js';
-import { ConsumeResponse, LedgerServiceService } from '../../services/generated/proto/credits/ledger/v1/ledger.js';
+import { ConsumeResponse, LedgerServiceService } from '../../services/ledger/client/index.js';
 import { Authenticator } from '../../services/ledger/grpc/auth.js';
 import { GrpcServer } from '../../services/ledger/grpc/server.js';
 import { createLogger } from '../../services/lib/logger.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { createLedgerClient } from '../../services/ledger/client.js';
+import { createLedgerClient } from '../../services/ledger/client/index.js';
 import { spawnServer, type ServerChild } from './children.js';
 import type { BenchOptions } from './options.js';
 import { benchDir, repoRoot } from './paths.js';

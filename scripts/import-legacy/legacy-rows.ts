@@ -1,4 +1,4 @@
-import { limits } from '../../services/ledger/domain/limits.js';
+import { limits } from '../../services/ledger/client/index.js';
 import { parseCsv, type CsvRecord } from './csv.js';
 
 /**

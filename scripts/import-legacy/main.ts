@@ -5,7 +5,7 @@
 // Running it again changes nothing. `--dry-run` validates and prints the plan only.
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createLedgerClient } from '../../services/ledger/client.js';
+import { createLedgerClient } from '../../services/ledger/client/index.js';
 import { LegacyValidationError, parseLegacyExport } from './legacy-rows.js';
 import { planImport } from './plan-import.js';
 import { runImport } from './run-import.js';

@@ -1,5 +1,5 @@
-import { Bucket } from '../../services/generated/proto/credits/ledger/v1/ledger.js';
-import type { LedgerClient } from '../../services/ledger/client.js';
+import { Bucket } from '../../services/ledger/client/index.js';
+import type { LedgerClient } from '../../services/ledger/client/index.js';
 import type { PlannedCommand } from './plan-import.js';
 
 export interface ImportReport {

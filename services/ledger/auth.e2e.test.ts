@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as pb from '../generated/proto/credits/ledger/v1/ledger.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { createLedgerClient, requestTypes, type LedgerClient } from './client.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { createLedgerClient, requestTypes, type LedgerClient } from './client/index.js';
 import type { Credential, Role } from './grpc/auth.js';
 
 // Authentication and authorisation through real gRPC (DESIGN.md §6): bearer credentials, the

@@ -3,10 +3,10 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, RefundReason } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import type { LedgerClient } from './client.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import type { LedgerClient } from './client/index.js';
 import { limits } from './domain/limits.js';
-import { errorReason } from './grpc/errors.js';
+import { errorReason } from './client/index.js';
 import { requestBytesMax } from './grpc/server.js';
 
 // Malformed and refused writes through real gRPC (DESIGN.md §5, §6): each is answered with the

@@ -1,11 +1,12 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, RefundReason } from '../generated/proto/credits/ledger/v1/ledger.js';
-import { startChildLedger, killChildLedgers, type ChildLedger } from '../testing/child-ledger.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { createLedgerClient, type LedgerClient } from './client.js';
-import { errorReason } from './grpc/errors.js';
-import { settle, type Outcome } from '../testing/call-outcome.js';
+import { systemClock } from '../lib/clock.js';
+import { startChildLedger, killChildLedgers, type ChildLedger } from './testing/child-ledger.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { createLedgerClient, type LedgerClient } from './client/index.js';
+import { errorReason } from './client/index.js';
+import { settle, type Outcome } from './testing/call-outcome.js';
 
 // Concurrency through real gRPC: one ledger, two ledgers in this process on one database, and a
 // ledger in a child process on the same database. DESIGN.md §5.
@@ -86,7 +87,10 @@ describe('concurrency', () => {
   }
 
   beforeAll(async () => {
-    t = await startTestLedger();
+    // Child ledger processes join this file's database and run on the system clock, so the
+    // ledgers in this process must too: a journal written by clocks days apart is what the
+    // clock-skew tests examine, not what these concurrency tests are about.
+    t = await startTestLedger({ clock: systemClock });
     quiet(t.pool);
     t2 = await startTestLedger({ db: t.db, clock: t.clock });
     quiet(t2.pool);

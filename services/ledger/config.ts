@@ -1,14 +1,14 @@
 import { z } from 'zod';
+import { hostPort, intFromEnv, parseEnv } from '../lib/config.js';
+import { roles } from './client/roles.js';
 import type { Credential } from './grpc/auth.js';
 
 const credentialSchema = z.object({
   name: z.string().min(1).max(64).regex(/^[\w.:-]+$/, 'letters, digits, _ . : - only'),
   token: z.string().min(16, 'tokens must be at least 16 characters'),
-  role: z.enum(['payments', 'worker', 'auditor', 'admin']),
+  role: z.enum(roles),
 });
 
-const intFromEnv = (fallback: number, min: number, max: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
 
 /**
  * The ledger's configuration, parsed once from the environment. Secrets (the credentials and
@@ -16,7 +16,7 @@ const intFromEnv = (fallback: number, min: number, max: number) =>
  */
 export const ledgerConfigSchema = z.object({
   DATABASE_URL: z.string().url(),
-  LEDGER_GRPC_ADDR: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'host:port').default('127.0.0.1:50051'),
+  LEDGER_GRPC_ADDR: hostPort('127.0.0.1:50051'),
   LEDGER_CREDENTIALS: z
     .string()
     .transform((raw, ctx) => {
@@ -65,12 +65,7 @@ export interface LedgerConfig {
 }
 
 export function parseLedgerConfig(env: Record<string, string | undefined>): LedgerConfig {
-  const parsed = ledgerConfigSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(env)'}: ${i.message}`);
-    throw new Error(`invalid ledger configuration:\n  ${problems.join('\n  ')}`);
-  }
-  const c = parsed.data;
+  const c = parseEnv('ledger', ledgerConfigSchema, env);
   if (c.LEDGER_HOLD_TTL_MS_DEFAULT > c.LEDGER_HOLD_TTL_MS_MAX) {
     throw new Error('invalid ledger configuration: LEDGER_HOLD_TTL_MS_DEFAULT exceeds LEDGER_HOLD_TTL_MS_MAX');
   }

@@ -2,12 +2,12 @@ import { status, type ServiceError } from '@grpc/grpc-js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind } from '../generated/proto/credits/ledger/v1/ledger.js';
-import { killChildLedgers, startChildLedger, type ChildLedger } from '../testing/child-ledger.js';
-import { testCredentials } from '../testing/ledger-harness.js';
+import { killChildLedgers, startChildLedger, type ChildLedger } from './testing/child-ledger.js';
+import { testCredentials } from './testing/ledger-harness.js';
 import { createTestDatabase, type TestDatabase } from '../testing/test-db.js';
 import { verifyJournal } from './audit/verify-journal.js';
-import { createLedgerClient, type LedgerClient } from './client.js';
-import { errorReason } from './grpc/errors.js';
+import { createLedgerClient, type LedgerClient } from './client/index.js';
+import { errorReason } from './client/index.js';
 
 // kill -9 of a ledger process in the middle of a write storm (DESIGN.md §4, §5): every write
 // that was acknowledged survives, unacknowledged ones are all-or-nothing, and retrying them

@@ -1,5 +1,5 @@
 import { systemKeyPrefix } from './domain/limits.js';
-import { PeriodicTask } from './periodic-task.js';
+import { PeriodicTask } from '../lib/periodic-task.js';
 import { submitAll, type SweeperDeps } from './sweeper-commands.js';
 
 /**

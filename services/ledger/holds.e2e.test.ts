@@ -3,10 +3,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind, TransferKind } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { errorReason } from './grpc/errors.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { errorReason } from './client/index.js';
 import { sweeperActor } from './sweeper-commands.js';
-import { settle, type Outcome } from '../testing/call-outcome.js';
+import { settle, type Outcome } from './testing/call-outcome.js';
 
 // Holds through real gRPC (DESIGN.md §3 "Holds and expiry", §4 invariant 7, §6 deadlines):
 // TTL expiry by the sweeper, leases with ExtendHold, two sweepers on one journal, and commands

@@ -3,8 +3,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as pb from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { errorReason } from './grpc/errors.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { errorReason } from './client/index.js';
 
 /**
  * Model-based property test of the ledger through its real gRPC surface.

@@ -3,9 +3,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, RefundReason, type GetBalanceResponse } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { errorReason } from './grpc/errors.js';
-import { settle, type Outcome } from '../testing/call-outcome.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { errorReason } from './client/index.js';
+import { settle, type Outcome } from './testing/call-outcome.js';
 
 // A property test of the whole lifecycle: random interleavings of Grant, Purchase, Consume,
 // Reserve, Capture, Release, RenewSubscription, Refund and clock jumps (with or without sweeper

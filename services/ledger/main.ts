@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { systemClock } from '../lib/clock.js';
 import { createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { exitOnSignal } from '../lib/signals.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
 
@@ -41,27 +42,6 @@ export async function startLedger(
       await Promise.all([pool.end(), writePool.end()]);
     },
   };
-}
-
-/** Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). */
-export function exitOnSignal(log: Logger, stop: () => Promise<void>): void {
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'draining');
-    stop()
-      .then(() => {
-        log.info('stopped');
-        process.exit(0);
-      })
-      .catch((error: unknown) => {
-        log.error({ err: error }, 'drain failed');
-        process.exit(1);
-      });
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -2,8 +2,8 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, RefundReason, type Entry, type GetBalanceResponse } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { settle, type Outcome } from '../testing/call-outcome.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { settle, type Outcome } from './testing/call-outcome.js';
 
 // Reads of the journal at a point in time (DESIGN.md §4: balance-after rows, §6 GetBalance
 // as_of, Quote, StreamJournal), through the real gRPC client.

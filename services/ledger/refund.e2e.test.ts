@@ -2,8 +2,8 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind, RefundReason, TransferKind, type Entry } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { settle, type Outcome, refusal } from '../testing/call-outcome.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { settle, type Outcome, refusal } from './testing/call-outcome.js';
 
 // Refund and dispute (DESIGN.md §3): the unconsumed credits of a purchase are clawed back in
 // proportion to the money refunded, cumulatively, never below zero (the shortfall is recorded);

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 
 /**
  * Revenue recognition over the life of paid lots (DESIGN.md §2–§3): every credit that is spent

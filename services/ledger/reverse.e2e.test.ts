@@ -2,8 +2,8 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind, TransferKind, type Entry } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { settle, type Outcome, refusal } from '../testing/call-outcome.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { settle, type Outcome, refusal } from './testing/call-outcome.js';
 
 // Reverse (DESIGN.md §3, §4 "a correction is a new reversing entry"): an admin-only mirror of an
 // earlier entry's posted effect, linked both ways, at most once; never of an open reservation,

@@ -6,11 +6,11 @@ import { service as healthService } from 'grpc-health-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket } from '../generated/proto/credits/ledger/v1/ledger.js';
-import { killChildLedgers, startChildLedger } from '../testing/child-ledger.js';
-import { startTestLedger, testCredentials, type TestLedger } from '../testing/ledger-harness.js';
+import { killChildLedgers, startChildLedger } from './testing/child-ledger.js';
+import { startTestLedger, testCredentials, type TestLedger } from './testing/ledger-harness.js';
 import { createTestDatabase } from '../testing/test-db.js';
 import { verifyJournal } from './audit/verify-journal.js';
-import { createLedgerClient, type LedgerClient } from './client.js';
+import { createLedgerClient, type LedgerClient } from './client/index.js';
 
 // The server around the ledger (DESIGN.md §6): grpc.health.v1, server reflection, and a
 // graceful drain on SIGTERM.

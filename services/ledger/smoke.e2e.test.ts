@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket } from '../generated/proto/credits/ledger/v1/ledger.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 
 describe('smoke', () => {
   let t: TestLedger;

@@ -8,8 +8,8 @@ import {
   type GetBalanceResponse,
 } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { ManualClock } from '../lib/clock.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
-import { settle, type Outcome, refusal } from '../testing/call-outcome.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
+import { settle, type Outcome, refusal } from './testing/call-outcome.js';
 
 // The subscription lifecycle across month boundaries (DESIGN.md §3 RenewSubscription, Expire,
 // "Holds and expiry"), through the real gRPC client, with a ManualClock that only this file

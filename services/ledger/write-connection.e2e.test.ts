@@ -2,8 +2,8 @@ import { status } from '@grpc/grpc-js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket } from '../generated/proto/credits/ledger/v1/ledger.js';
-import { settle } from '../testing/call-outcome.js';
-import { startTestLedger, type TestLedger } from '../testing/ledger-harness.js';
+import { settle } from './testing/call-outcome.js';
+import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 
 // The batch writer keeps its connection from one batch to the next while work keeps coming
 // (store/batch-connection.ts), and gives it back when the queue runs dry. These tests check

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import { LedgerError } from '../domain/errors.js';
 
-export type Role = 'payments' | 'worker' | 'auditor' | 'admin';
+import type { Role } from '../client/roles.js';
+
+export type { Role };
 
 export interface Credential {
   name: string;

@@ -3,9 +3,9 @@ import { Any } from '../../generated/proto/google/protobuf/any.js';
 import { ErrorInfo } from '../../generated/proto/google/rpc/error_details.js';
 import { Status } from '../../generated/proto/google/rpc/status.js';
 import type { Logger } from '../../lib/logger.js';
+import { errorDomain } from '../client/error-reason.js';
 import { LedgerError } from '../domain/errors.js';
 
-export const errorDomain = 'credits.ledger.v1';
 
 const codes: Record<LedgerError['code'], status> = {
   INVALID_ARGUMENT: status.INVALID_ARGUMENT,
@@ -41,15 +41,4 @@ export function toServiceError(error: unknown, log: Logger, method: string): Par
     metadata.set('grpc-status-details-bin', Buffer.from(details));
   }
   return { code, details: error.message, metadata };
-}
-
-/** Reads the ErrorInfo reason from a gRPC error, for clients of this service. */
-export function errorReason(error: { metadata?: Metadata }): string | undefined {
-  const raw = error.metadata?.get('grpc-status-details-bin')[0];
-  if (!Buffer.isBuffer(raw)) return undefined;
-  const decoded = Status.decode(raw);
-  for (const any of decoded.details) {
-    if (any.typeUrl.endsWith('google.rpc.ErrorInfo')) return ErrorInfo.decode(any.value).reason;
-  }
-  return undefined;
 }

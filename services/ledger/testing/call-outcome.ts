@@ -1,5 +1,5 @@
 import type { ServiceError } from '@grpc/grpc-js';
-import { errorReason } from '../ledger/grpc/errors.js';
+import { errorReason } from '../client/error-reason.js';
 
 /** A gRPC call's result or error, so tests can assert on refusals without try/catch. */
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: ServiceError };

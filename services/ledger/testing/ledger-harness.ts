@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { expect } from 'vitest';
-import { ManualClock, type Clock } from '../lib/clock.js';
-import { createPool } from '../lib/db.js';
-import { createLogger } from '../lib/logger.js';
-import { verifyJournal, type InvariantReport } from '../ledger/audit/verify-journal.js';
-import { createLedgerClient, type LedgerClient } from '../ledger/client.js';
-import { Ledger, type LedgerOptions } from '../ledger/ledger.js';
-import type { Credential, Role } from '../ledger/grpc/auth.js';
-import { createTestDatabase, type TestDatabase } from './test-db.js';
+import { ManualClock, type Clock } from '../../lib/clock.js';
+import { createPool } from '../../lib/db.js';
+import { createLogger } from '../../lib/logger.js';
+import { verifyJournal, type InvariantReport } from '../audit/verify-journal.js';
+import { createLedgerClient, type LedgerClient } from '../client/index.js';
+import { Ledger, type LedgerOptions } from '../ledger.js';
+import type { Credential, Role } from '../grpc/auth.js';
+import { createTestDatabase, type TestDatabase } from '../../testing/test-db.js';
 
 export const roles: Role[] = ['admin', 'payments', 'worker', 'auditor'];
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { Credential } from '../ledger/grpc/auth.js';
+import type { Credential } from '../grpc/auth.js';
 
 /**
  * A real ledger process (`node --import tsx services/ledger/main.ts`) for end-to-end tests that
@@ -11,7 +11,7 @@ import type { Credential } from '../ledger/grpc/auth.js';
  * JSON line `{"msg":"ready","port":…}`.
  */
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const mainPath = path.join(repoRoot, 'services/ledger/main.ts');
 
 export interface ChildLedgerOptions {

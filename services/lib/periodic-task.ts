@@ -1,4 +1,4 @@
-import type { Logger } from '../lib/logger.js';
+import type { Logger } from './logger.js';
 
 /**
  * Runs `pass` every `periodMs` (never two at once), and again at once while a pass reports a

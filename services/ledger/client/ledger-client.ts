@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import * as pb from '../generated/proto/credits/ledger/v1/ledger.js';
+import * as pb from '../../generated/proto/credits/ledger/v1/ledger.js';
 
 /**
  * The ledger's client for other services and tests: promise-returning methods named like the
