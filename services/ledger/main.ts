@@ -2,7 +2,7 @@
 // and drain on SIGTERM/SIGINT.
 import { pathToFileURL } from 'node:url';
 import { systemClock } from '../lib/clock.js';
-import { createPool } from '../lib/db.js';
+import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { exitOnSignal } from '../lib/signals.js';
 import { parseLedgerConfig } from './config.js';
@@ -39,7 +39,7 @@ export async function startLedger(
     port,
     async stop() {
       await ledger.stop();
-      await Promise.all([pool.end(), writePool.end()]);
+      await Promise.all([closePool(pool), closePool(writePool)]);
     },
   };
 }
