@@ -47,11 +47,13 @@ const alive = (pid: number) => {
 describe('npm start', () => {
   let db: TestDatabase;
   let dataDir: string;
+  let cleanup = () => {};
   beforeAll(async () => {
     db = await createTestDatabase();
     dataDir = await mkdtemp(path.join(tmpdir(), 'start-e2e-'));
   });
   afterAll(async () => {
+    cleanup();
     await db?.drop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
@@ -70,7 +72,16 @@ describe('npm start', () => {
         DATA_DIR: dataDir,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so that a failing test can still kill everything it started.
+      detached: true,
     });
+    cleanup = () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    };
     const lines: Record<string, unknown>[] = [];
     const stderr: string[] = [];
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
