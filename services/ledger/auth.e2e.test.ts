@@ -250,6 +250,14 @@ describe('auth', () => {
       });
     }
 
+    it('the Bearer scheme is case-insensitive (RFC 9110): bearer and BEARER work', async () => {
+      for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+        const o = await settle(sendRaw('getBalance', await validRequest('getBalance'), bearer(`${scheme} ${byName('ops-console').token}`)));
+        expect({ scheme, ok: o.ok }).toEqual({ scheme, ok: true });
+      }
+      await t.expectInvariants();
+    });
+
     it('the typed client with an unknown token is refused too', async () => {
       const stranger = createLedgerClient(t.address, token());
       try {

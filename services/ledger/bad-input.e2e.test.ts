@@ -6,7 +6,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 import type { LedgerClient } from './client/index.js';
 import { limits } from './domain/limits.js';
-import { errorReason } from './client/index.js';
+import { errorReason, fieldViolations } from './client/index.js';
 import { requestBytesMax } from './grpc/server.js';
 
 // Malformed and refused writes through real gRPC (DESIGN.md §5, §6): each is answered with the
@@ -39,6 +39,8 @@ interface Want {
   /** Text the message must contain: the field's name (or the offending hold). */
   names: string | (() => string);
   reason?: string;
+  /** INVALID_ARGUMENT: the proto field path its google.rpc.BadRequest must name. */
+  field?: string;
 }
 
 interface Case extends Want {
@@ -51,6 +53,7 @@ const invalid = (name: string, patch: Req | (() => Req), field: string): Case =>
   patch,
   code: status.INVALID_ARGUMENT,
   names: `${field}:`,
+  field,
 });
 
 const keyCases: Case[] = [
@@ -124,6 +127,11 @@ describe('bad input', () => {
     if (o.ok) throw new Error(`expected ${status[want.code]}, the call succeeded: ${JSON.stringify(o.value, (_, v) => (typeof v === 'bigint' ? `${v}` : v))}`);
     expect({ code: status[o.error.code], reason: errorReason(o.error) }).toEqual({ code: status[want.code], reason: want.reason });
     expect(o.error.details).toContain(typeof want.names === 'function' ? want.names() : want.names);
+    if (want.field !== undefined) {
+      const violations = fieldViolations(o.error);
+      expect(violations.map((v) => v.field)).toEqual([want.field]);
+      expect(o.error.details).toBe(`${violations[0]!.field}: ${violations[0]!.description}`);
+    }
     expect(await snapshot()).toEqual(before);
     return o.error;
   }

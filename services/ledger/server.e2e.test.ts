@@ -1,5 +1,9 @@
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
@@ -41,6 +45,8 @@ function healthCheck(address: string, service: string): Promise<HealthResponse> 
     }),
   );
 }
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 const reflectionProtoDir = path.join(
   path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json')),
@@ -106,23 +112,91 @@ describe('server', () => {
   });
 
   for (const version of ['v1', 'v1alpha'] as const) {
-    it(`server reflection (${version}) lists LedgerService and serves its descriptor`, async () => {
-      const [list, file, missing] = await reflect(t.address, version, [
+    it(`server reflection (${version}) serves the real descriptors: file names, dependencies, proto field names`, async () => {
+      const [list, file, errorInfo, badRequest, missing] = await reflect(t.address, version, [
         { list_services: '' },
         { file_containing_symbol: 'credits.ledger.v1.LedgerService' },
+        { file_containing_symbol: 'google.rpc.ErrorInfo' },
+        { file_containing_symbol: 'google.rpc.BadRequest' },
         { file_containing_symbol: 'no.such.Symbol' },
       ]);
       const services = ((list!.list_services_response as { service: { name: string }[] }).service ?? []).map((s) => s.name);
-      expect(services).toContain('credits.ledger.v1.LedgerService');
-      const descriptors = (file!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto;
-      expect(descriptors.length).toBeGreaterThan(0);
-      const text = Buffer.concat(descriptors).toString('latin1');
-      expect(text).toContain('credits.ledger.v1');
-      expect(text).toContain('LedgerService');
-      expect(text).toContain('Consume');
+      expect(services.sort()).toEqual(['credits.ledger.v1.LedgerService', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection']);
+      const files = (r: Record<string, unknown> | undefined) =>
+        (r!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto.map((b) =>
+          fromBinary(FileDescriptorProtoSchema, b),
+        );
+      const ledgerFiles = files(file);
+      expect(ledgerFiles.map((f) => f.name).sort()).toEqual(['credits/ledger/v1/ledger.proto', 'google/protobuf/timestamp.proto']);
+      const ledgerFile = ledgerFiles.find((f) => f.name === 'credits/ledger/v1/ledger.proto')!;
+      expect(ledgerFile.dependency).toEqual(['google/protobuf/timestamp.proto']);
+      const consume = ledgerFile.messageType.find((m) => m.name === 'ConsumeRequest')!;
+      expect(consume.field.map((f) => f.name)).toContain('idempotency_key');
+      expect(ledgerFile.service[0]!.method.map((m) => m.name)).toContain('Consume');
+      expect(files(errorInfo).map((f) => f.name)).toEqual(['google/rpc/error_details.proto']);
+      expect(files(badRequest)[0]!.messageType.map((m) => m.name)).toEqual(expect.arrayContaining(['ErrorInfo', 'BadRequest']));
       expect((missing!.error_response as { error_code: number }).error_code).toBe(grpc.status.NOT_FOUND);
     });
   }
+
+  describe('buf curl, a reflection client nobody here wrote', () => {
+    const buf = path.join(repoRoot, 'node_modules/.bin/buf');
+    const url = (method = '') => `http://${t.address}/${method}`;
+    function curl(args: string[], token?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+      const auth = token ? ['-H', `authorization: Bearer ${token}`] : [];
+      return new Promise((resolve, reject) =>
+        execFile(buf, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', ...auth, ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
+          if (error && typeof error.code !== 'number') return reject(error);
+          resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+        }),
+      );
+    }
+    const tokenOf = (role: string) => t.options.credentials.find((c) => c.role === role)!.token;
+
+    it('lists the services and the methods', async () => {
+      const services = await curl(['--list-services', url()]);
+      expect(services.code).toBe(0);
+      expect(services.stdout.trim().split('\n').sort()).toEqual([
+        'credits.ledger.v1.LedgerService',
+        'grpc.health.v1.Health',
+        'grpc.reflection.v1.ServerReflection',
+      ]);
+      const methods = await curl(['--list-methods', url()]);
+      expect(methods.stdout).toContain('credits.ledger.v1.LedgerService/Consume');
+      expect(methods.stdout).toContain('grpc.health.v1.Health/Check');
+      await t.expectInvariants();
+    });
+
+    it('calls Grant and GetBalance with proto field names, and shows a refusal with its code and ErrorInfo', async () => {
+      const admin = tokenOf('admin');
+      const grant = await curl(
+        ['-d', JSON.stringify({ idempotency_key: 'buf-curl-1', user_id: 'u-buf', credits: '7', bucket: 'BUCKET_BONUS' }), url('credits.ledger.v1.LedgerService/Grant')],
+        admin,
+      );
+      expect(grant.code).toBe(0);
+      expect(JSON.parse(grant.stdout)).toMatchObject({ entryId: expect.any(String), lotId: expect.any(String) });
+      const balance = await curl(['-d', JSON.stringify({ user_id: 'u-buf' }), url('credits.ledger.v1.LedgerService/GetBalance')], tokenOf('auditor'));
+      expect(JSON.parse(balance.stdout)).toMatchObject({ userId: 'u-buf', available: '7' });
+      const refused = await curl(
+        ['-d', JSON.stringify({ idempotency_key: 'buf-curl-2', user_id: 'u-buf', credits: '8' }), url('credits.ledger.v1.LedgerService/Consume')],
+        tokenOf('worker'),
+      );
+      expect(refused.code).not.toBe(0);
+      const error = JSON.parse(refused.stderr) as { code: string; message: string; details: { type: string }[] };
+      expect(error.code).toBe('failed_precondition');
+      expect(error.message).toMatch(/7 available credits; 8 requested/);
+      expect(error.details.map((d) => d.type)).toEqual(['google.rpc.ErrorInfo']);
+      const invalid = await curl(
+        ['-d', JSON.stringify({ idempotency_key: 'buf-curl-3', user_id: 'u-buf', credits: '-1' }), url('credits.ledger.v1.LedgerService/Consume')],
+        tokenOf('worker'),
+      );
+      const invalidError = JSON.parse(invalid.stderr) as { code: string; message: string; details: { type: string }[] };
+      expect(invalidError.code).toBe('invalid_argument');
+      expect(invalidError.message).toMatch(/^credits: /);
+      expect(invalidError.details.map((d) => d.type)).toEqual(['google.rpc.BadRequest']);
+      await t.expectInvariants();
+    });
+  });
 
   it('drains on SIGTERM: calls succeed (and are journaled) or fail UNAVAILABLE/CANCELLED; exit 0; invariants hold', async () => {
     const db = await createTestDatabase();

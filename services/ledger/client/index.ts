@@ -2,7 +2,7 @@
 // the role names, its limits and the generated request/response types. Nothing else under
 // services/ledger/ may be imported from outside it (`npm run lint` checks).
 export { createLedgerClient, requestTypes, type CallOptions, type LedgerApi, type LedgerClient, type MethodName } from './ledger-client.js';
-export { errorDomain, errorReason } from './error-reason.js';
+export { errorDomain, errorReason, fieldViolations } from './error-reason.js';
 export { roles, type Role } from './roles.js';
 export { limits } from '../domain/limits.js';
 export * from '../../generated/proto/credits/ledger/v1/ledger.js';

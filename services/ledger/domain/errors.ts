@@ -32,14 +32,16 @@ export class LedgerError extends Error {
     readonly code: LedgerErrorCode,
     message: string,
     readonly reason?: RefusalReason,
+    /** For INVALID_ARGUMENT: the request field at fault, as its path in the proto (`upstream.amount_micros`). */
+    readonly field?: { path: string; description: string },
   ) {
     super(message);
   }
 }
 
-/** A malformed request: the message names the field. */
+/** A malformed request: the message names the field, and the error carries it for BadRequest. */
 export function invalid(field: string, problem: string): LedgerError {
-  return new LedgerError('INVALID_ARGUMENT', `${field}: ${problem}`);
+  return new LedgerError('INVALID_ARGUMENT', `${field}: ${problem}`, undefined, { path: field, description: problem });
 }
 
 export function refused(reason: RefusalReason, message: string): LedgerError {

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { LedgerError } from '../domain/errors.js';
-
 import type { Role } from '../client/roles.js';
+import { LedgerError } from '../domain/errors.js';
 
 export type { Role };
 
@@ -46,10 +45,12 @@ export class Authenticator {
 
   authenticate(metadata: Metadata): Principal {
     const header = metadata.get('authorization')[0];
-    if (typeof header !== 'string' || !header.startsWith('Bearer ')) {
+    // The scheme name is case-insensitive (RFC 9110 §11.1, RFC 6750 §2.1): "bearer" is fine.
+    const match = typeof header === 'string' ? /^bearer +(.+?) *$/i.exec(header) : null;
+    if (!match) {
       throw new LedgerError('UNAUTHENTICATED', 'authorization: expected "Bearer <token>" metadata');
     }
-    const principal = this.#byDigest.get(digest(header.slice('Bearer '.length).trim()));
+    const principal = this.#byDigest.get(digest(match[1]!));
     if (!principal) throw new LedgerError('UNAUTHENTICATED', 'authorization: unknown credential');
     return principal;
   }

@@ -1,6 +1,6 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import { Any } from '../../generated/proto/google/protobuf/any.js';
-import { ErrorInfo } from '../../generated/proto/google/rpc/error_details.js';
+import { BadRequest, ErrorInfo } from '../../generated/proto/google/rpc/error_details.js';
 import { Status } from '../../generated/proto/google/rpc/status.js';
 import type { Logger } from '../../lib/logger.js';
 import { errorDomain } from '../client/error-reason.js';
@@ -20,9 +20,10 @@ const codes: Record<LedgerError['code'], status> = {
 };
 
 /**
- * The one place that maps errors to gRPC status. Known errors keep their code and message, and
- * refusals carry a google.rpc.ErrorInfo (in `grpc-status-details-bin`) with the reason. Anything
- * else is a bug: the client sees INTERNAL and a generic message, the log gets the stack.
+ * The one place that maps errors to gRPC status. Known errors keep their code and message;
+ * refusals carry a google.rpc.ErrorInfo with the reason, and malformed requests a
+ * google.rpc.BadRequest naming the field (both in `grpc-status-details-bin`, as google.rpc.Status).
+ * Anything else is a bug: the client sees INTERNAL and a generic message, the log gets the stack.
  */
 export function toServiceError(error: unknown, log: Logger, method: string): Partial<ServiceError> {
   if (!(error instanceof LedgerError)) {
@@ -31,14 +32,19 @@ export function toServiceError(error: unknown, log: Logger, method: string): Par
   }
   const code = codes[error.code];
   const metadata = new Metadata();
+  const details: Any[] = [];
   if (error.reason) {
     const info = ErrorInfo.encode({ reason: error.reason, domain: errorDomain, metadata: {} }).finish();
-    const details = Status.encode({
-      code,
-      message: error.message,
-      details: [{ typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: Buffer.from(info) }],
+    details.push({ typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: Buffer.from(info) });
+  }
+  if (error.field) {
+    const badRequest = BadRequest.encode({
+      fieldViolations: [{ field: error.field.path, description: error.field.description, reason: '', localizedMessage: undefined }],
     }).finish();
-    metadata.set('grpc-status-details-bin', Buffer.from(details));
+    details.push({ typeUrl: 'type.googleapis.com/google.rpc.BadRequest', value: Buffer.from(badRequest) });
+  }
+  if (details.length > 0) {
+    metadata.set('grpc-status-details-bin', Buffer.from(Status.encode({ code, message: error.message, details }).finish()));
   }
   return { code, details: error.message, metadata };
 }

@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from '../../lib/logger.js';
@@ -37,7 +39,20 @@ export type Handlers<S> = {
 /** The largest request the server reads; anything larger is refused by grpc-js before parsing. */
 export const requestBytesMax = 256 * 1024;
 
-const protoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../proto');
+/**
+ * The descriptors `buf build` wrote at code generation (`npm run gen`): every file of proto/
+ * with its real name, its dependencies (google/protobuf/timestamp.proto, …) and snake_case field
+ * names, so that reflection clients (grpcurl, buf curl, Python's grpc reflection) can resolve
+ * and call every method. ReflectionService reads only the `fileDescriptorProtos` of each entry
+ * of the package definition it is given, so the real files are handed to it in that shape.
+ */
+const descriptorsPath = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../generated/descriptors.binpb');
+
+function reflectedFiles(): ConstructorParameters<typeof ReflectionService>[0] {
+  const set = fromBinary(FileDescriptorSetSchema, readFileSync(descriptorsPath));
+  const fileDescriptorProtos = set.file.map((file) => toBinary(FileDescriptorProtoSchema, file));
+  return { 'proto/': { fileDescriptorProtos } } as unknown as ConstructorParameters<typeof ReflectionService>[0];
+}
 
 export interface GrpcServerOptions {
   auth: Authenticator;
@@ -91,11 +106,7 @@ export class GrpcServer {
       ...Object.fromEntries(this.#serviceNames.map((n) => [n, 'NOT_SERVING' as const])),
     });
     this.health.addToServer(this.server);
-    const definitions = loadSync(path.join(protoRoot, 'credits/ledger/v1/ledger.proto'), {
-      includeDirs: [protoRoot],
-      longs: String,
-    });
-    new ReflectionService(definitions).addToServer(this.server);
+    new ReflectionService(reflectedFiles()).addToServer(this.server);
   }
 
   /** Binds `host:port` (port 0 picks a free one) and reports SERVING. Returns the bound port. */
