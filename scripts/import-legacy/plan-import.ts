@@ -58,7 +58,7 @@ function keyId(userId: string): string {
   return userId.length <= 96 ? userId : `h-${createHash('sha256').update(userId).digest('hex').slice(0, 40)}`;
 }
 
-/** Stripe cents to ledger micros: exact (DESIGN.md §2). */
+/** Stripe cents to ledger micros: exact (ledger README §2). */
 const microsPerCent = 10_000n;
 
 export function planImport(exported: LegacyExport, now: Date): PlannedCommand[] {

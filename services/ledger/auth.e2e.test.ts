@@ -6,7 +6,7 @@ import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 import { createLedgerClient, requestTypes, type LedgerClient } from './client/index.js';
 import type { Credential, Role } from './grpc/auth.js';
 
-// Authentication and authorisation through real gRPC (DESIGN.md §6): bearer credentials, the
+// Authentication and authorisation through real gRPC (ledger README §6): bearer credentials, the
 // role table, and the credential's name recorded as the actor of every entry.
 
 // pg-pool's end() resolves before its connections have closed, so the DROP DATABASE … WITH (FORCE)
@@ -53,7 +53,7 @@ const rpcName: Record<Method, string> = {
   streamJournal: 'StreamJournal',
 };
 
-/** DESIGN.md §6. Admin may call everything; Grant and Reverse are admin's only. */
+/** ledger README §6. Admin may call everything; Grant and Reverse are admin's only. */
 const allowed: Record<Exclude<Role, 'admin'>, Method[]> = {
   payments: ['purchase', 'renewSubscription', 'refund', ...reads],
   worker: ['reserve', 'extendHold', 'capture', 'release', 'consume', ...reads],

@@ -9,7 +9,7 @@ import { limits } from './domain/limits.js';
 import { errorReason, fieldViolations } from './client/index.js';
 import { requestBytesMax } from './grpc/server.js';
 
-// Malformed and refused writes through real gRPC (DESIGN.md §5, §6): each is answered with the
+// Malformed and refused writes through real gRPC (ledger README §5, §6): each is answered with the
 // right status code, a message naming the field (or the hold) at fault, and writes nothing.
 
 // pg-pool's end() resolves before its connections have closed, so the DROP DATABASE … WITH (FORCE)

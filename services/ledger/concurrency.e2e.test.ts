@@ -9,7 +9,7 @@ import { errorReason } from './client/index.js';
 import { settle, type Outcome } from './testing/call-outcome.js';
 
 // Concurrency through real gRPC: one ledger, two ledgers in this process on one database, and a
-// ledger in a child process on the same database. DESIGN.md §5.
+// ledger in a child process on the same database. ledger README §5.
 
 // pg-pool's end() resolves before its connections have closed, so the DROP DATABASE … WITH (FORCE)
 // that follows in the harness's close() can terminate a closing connection, and the pool re-emits

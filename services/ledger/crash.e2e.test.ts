@@ -9,7 +9,7 @@ import { verifyJournal } from './audit/verify-journal.js';
 import { createLedgerClient, type LedgerClient } from './client/index.js';
 import { errorReason } from './client/index.js';
 
-// kill -9 of a ledger process in the middle of a write storm (DESIGN.md §4, §5): every write
+// kill -9 of a ledger process in the middle of a write storm (ledger README §4, §5): every write
 // that was acknowledged survives, unacknowledged ones are all-or-nothing, and retrying them
 // with their keys never applies them twice.
 

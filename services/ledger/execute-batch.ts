@@ -45,7 +45,7 @@ export interface BatchDeps {
 }
 
 /**
- * Applies a batch of commands in one transaction (DESIGN.md §5): lock the users in sorted
+ * Applies a batch of commands in one transaction (ledger README §5): lock the users in sorted
  * order and the journal head, look up every idempotency key, load the users' live lots and the
  * holds, apply the commands one after another in memory (each succeeds or fails on its own),
  * write everything with multi-row statements, commit, and only then answer.

@@ -8,7 +8,7 @@ import { errorReason } from './client/index.js';
 import { sweeperActor } from './sweeper-commands.js';
 import { settle, type Outcome } from './testing/call-outcome.js';
 
-// Holds through real gRPC (DESIGN.md §3 "Holds and expiry", §4 invariant 7, §6 deadlines):
+// Holds through real gRPC (ledger README §3 "Holds and expiry", §4 invariant 7, §6 deadlines):
 // TTL expiry by the sweeper, leases with ExtendHold, two sweepers on one journal, and commands
 // whose deadline passed before they ran.
 

@@ -21,7 +21,7 @@ import { errorReason } from './client/index.js';
  * accounts (issued, consumed, held, expired, paid, recognised, breakage, deferred, upstream
  * cost), and the invariants.
  *
- * The model follows DESIGN.md §3: drawdown order; revenue recognised in proportion to what is
+ * The model follows ledger README §3: drawdown order; revenue recognised in proportion to what is
  * still deferred, rounded down, so a lot's last credit takes what is left; a lot that expires
  * while held stays capturable for that hold, and what the hold gives back after the lot's
  * expiry (release, timeout, or the uncaptured part of a capture) is expired at once. Within one
@@ -119,7 +119,7 @@ class Model {
   }
 
   /**
-   * DESIGN.md §3, written independently of the ledger: soonest expiry (never last), then
+   * ledger README §3, written independently of the ledger: soonest expiry (never last), then
    * SUBSCRIPTION, BONUS, PURCHASED, then lower priority number, then the older lot.
    */
   static drawKey(lot: MLot): number[] {
@@ -191,7 +191,7 @@ class Model {
   }
 
   /**
-   * Held credits a hold gives back to its lot. DESIGN.md §3: a lot that expired while held
+   * Held credits a hold gives back to its lot. ledger README §3: a lot that expired while held
    * stays capturable for that hold, and what the hold releases after the lot's expiry is
    * expired at once (credits to platform.credits_expired, their deferred money to breakage).
    */
@@ -217,7 +217,7 @@ class Model {
   }
 
   /**
-   * The expiry sweeper (DESIGN.md §3, Expire): each lot past its expiry that it has not dealt
+   * The expiry sweeper (ledger README §3, Expire): each lot past its expiry that it has not dealt
    * with yet loses its unheld remainder (deferred money to breakage); held credits stay for
    * their hold. Returns what the sweeper reports: lots examined, expired, and finished without
    * an entry (nothing unheld).
@@ -307,7 +307,7 @@ type Step =
 // who were given credits are also the ones who spend them.
 const userArb = fc.oneof(fc.nat({ max: 4 }), fc.nat({ max: 19 }));
 const dupArb = fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) });
-// Lots often expire soon, so that holds outlive their lots (DESIGN.md §3, holds and expiry).
+// Lots often expire soon, so that holds outlive their lots (ledger README §3, holds and expiry).
 const expiresArb = fc.oneof(
   fc.constant(null),
   fc.integer({ min: 1_000, max: 20_000 }),

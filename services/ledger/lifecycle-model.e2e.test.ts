@@ -10,7 +10,7 @@ import { settle, type Outcome } from './testing/call-outcome.js';
 // A property test of the whole lifecycle: random interleavings of Grant, Purchase, Consume,
 // Reserve, Capture, Release, RenewSubscription, Refund and clock jumps (with or without sweeper
 // passes), run against the real ledger over gRPC and against an independent in-memory model of
-// DESIGN.md §3 (lots with balance and held credits; drawdown order; expiry; holds; proportional
+// ledger README §3 (lots with balance and held credits; drawdown order; expiry; holds; proportional
 // clawback). After every step the per-bucket and per-lot balances must agree, at random past
 // times GetBalance as_of must agree with what the model said then, and after every run the
 // journal invariants must hold.
@@ -70,7 +70,7 @@ interface View {
   lots: { lotId: bigint; balance: bigint; held: bigint; available: bigint }[];
 }
 
-/** The model: what DESIGN.md §3 says the ledger holds, written without the ledger's code. */
+/** The model: what ledger README §3 says the ledger holds, written without the ledger's code. */
 class Model {
   readonly lots: MLot[] = [];
   readonly holds: MHold[] = [];

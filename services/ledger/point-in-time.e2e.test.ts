@@ -5,7 +5,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 import { settle, type Outcome } from './testing/call-outcome.js';
 
-// Reads of the journal at a point in time (DESIGN.md §4: balance-after rows, §6 GetBalance
+// Reads of the journal at a point in time (ledger README §4: balance-after rows, §6 GetBalance
 // as_of, Quote, StreamJournal), through the real gRPC client.
 
 const minuteMs = 60_000;

@@ -5,7 +5,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 import { settle, type Outcome, refusal } from './testing/call-outcome.js';
 
-// Refund and dispute (DESIGN.md §3): the unconsumed credits of a purchase are clawed back in
+// Refund and dispute (ledger README §3): the unconsumed credits of a purchase are clawed back in
 // proportion to the money refunded, cumulatively, never below zero (the shortfall is recorded);
 // the money leaves the lot's deferred revenue (and recognised revenue for what was already
 // used). Over a lot's life, recognised + breakage + refunded = paid, to the micro.
@@ -156,7 +156,7 @@ describe('refunds', () => {
   });
 
   it('a full refund in parts of a lot never used refunds all of it from deferred revenue: no revenue recognised, no breakage', async () => {
-    // Nothing of these lots was consumed, so none of their money was ever recognised: DESIGN §3
+    // Nothing of these lots was consumed, so none of their money was ever recognised: ledger README §3
     // takes refund money from recognised revenue only "if already used".
     const cases = [
       { credits: 100n, paid: 10_000_000n, parts: [3_333_333n, 6_666_667n] },
@@ -233,7 +233,7 @@ describe('refunds', () => {
     const hold = await t.client.worker.reserve({ idempotencyKey: key('hold'), userId: 'held', credits: 60n });
     const rh = await refund('cs_held', 10_000_000n, RefundReason.REFUND_REASON_DISPUTE);
     expect(rh).toMatchObject({ clawedBackCredits: 40n, shortfallCredits: 60n, refundedMicrosTotal: 10_000_000n });
-    // The whole payment comes back out of deferred revenue (DESIGN §3: recognised revenue only
+    // The whole payment comes back out of deferred revenue (ledger README §3: recognised revenue only
     // pays for credits already used): the held credits carry no deferred money any more.
     expect(await lotState(q.lotId)).toEqual({ balance: 60n, held: 60n, deferred: 0n, refunded: 10_000_000n });
     const cap = await t.client.worker.capture({ idempotencyKey: key('cap'), holdId: hold.holdId, credits: 60n });

@@ -5,7 +5,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 
 /**
- * Revenue recognition over the life of paid lots (DESIGN.md §2–§3): every credit that is spent
+ * Revenue recognition over the life of paid lots (ledger README §2–§3): every credit that is spent
  * (Consume, or the captured part of a Capture) moves its proportional share of the lot's
  * remaining deferred money to revenue.recognized; reservations, releases and hold timeouts move
  * none. Over a lot's whole life the recognised revenue equals exactly what was paid, to the

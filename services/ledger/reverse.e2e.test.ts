@@ -5,7 +5,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 import { settle, type Outcome, refusal } from './testing/call-outcome.js';
 
-// Reverse (DESIGN.md §3, §4 "a correction is a new reversing entry"): an admin-only mirror of an
+// Reverse (ledger README §3, §4 "a correction is a new reversing entry"): an admin-only mirror of an
 // earlier entry's posted effect, linked both ways, at most once; never of an open reservation,
 // never overdrawing a lot whose credits were spent since.
 
@@ -195,7 +195,7 @@ describe('reverse', () => {
     const r = await settle(reverse(c.entryId));
     if (r.ok) {
       // The 4 credits went back to an expired lot: like credits a hold gives back after expiry
-      // (DESIGN §3), they must leave it — at once or at the next sweep — not sit there forever.
+      // (ledger README §3), they must leave it — at once or at the next sweep — not sit there forever.
       clock.advance(1);
       await t.ledger.expirySweeper.sweepOnce();
       const b = await t.client.auditor.getBalance({ userId: 're' });

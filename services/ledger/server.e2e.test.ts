@@ -16,7 +16,7 @@ import { createTestDatabase } from '../testing/test-db.js';
 import { verifyJournal } from './audit/verify-journal.js';
 import { createLedgerClient, type LedgerClient } from './client/index.js';
 
-// The server around the ledger (DESIGN.md §6): grpc.health.v1, server reflection, and a
+// The server around the ledger (ledger README §6): grpc.health.v1, server reflection, and a
 // graceful drain on SIGTERM.
 
 // pg-pool's end() resolves before its connections have closed, so the DROP DATABASE … WITH (FORCE)

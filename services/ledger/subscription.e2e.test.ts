@@ -11,7 +11,7 @@ import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 import { settle, type Outcome, refusal } from './testing/call-outcome.js';
 
-// The subscription lifecycle across month boundaries (DESIGN.md §3 RenewSubscription, Expire,
+// The subscription lifecycle across month boundaries (ledger README §3 RenewSubscription, Expire,
 // "Holds and expiry"), through the real gRPC client, with a ManualClock that only this file
 // moves. Each rule is looked at 1 ms before, at, and 1 ms after its boundary.
 

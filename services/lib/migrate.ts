@@ -7,7 +7,7 @@ import pg from 'pg';
 /**
  * Applies the SQL migrations in prisma/migrations (Prisma's layout) to a database, recording
  * them in a `_prisma_migrations` table with Prisma's columns. We run our own because Prisma's
- * migrate engine cannot be downloaded on these machines (see ../shared/TOOLCHAIN.md) and a
+ * migrate engine is downloaded at run time from a host these machines cannot reach, and a
  * dummy engine makes `prisma migrate deploy` succeed without doing anything.
  */
 export const migrationsDir = path.resolve(

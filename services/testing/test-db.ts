@@ -7,7 +7,7 @@ import { migrate, migrationsDir } from '../lib/migrate.js';
 /**
  * Each test file gets its own database, cloned from a template that global setup migrates
  * once. Cloning takes milliseconds and avoids TRUNCATE between files (which leaves the planner
- * with stale statistics: see TOOLCHAIN.md).
+ * with stale statistics: the next load ran about 5x slower until autoanalyze caught up).
  */
 export const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /**

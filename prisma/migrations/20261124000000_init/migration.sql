@@ -1,4 +1,4 @@
--- The ledger's initial schema. See DESIGN.md §2–§5 and prisma/schema.prisma.
+-- The ledger's initial schema. See ledger README §2–§5 and prisma/schema.prisma.
 -- Every amount is bigint. Transfers carry no foreign keys on purpose: they are the hottest
 -- append-only table and the journal's own checks (services/ledger/audit) prove their integrity.
 

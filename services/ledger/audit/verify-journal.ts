@@ -4,7 +4,7 @@ import { buckets } from '../domain/types.js';
 import { readBalance } from '../store/read-balance.js';
 
 /**
- * Checks the invariants of DESIGN.md §4 against a database, reading only committed rows. Every
+ * Checks the invariants of ledger README §4 against a database, reading only committed rows. Every
  * ledger test ends with it; the audit command runs it on any journal. Each check is written
  * independently of the write path (plain SQL aggregates, a fresh hash computation) so that a
  * bug there cannot hide itself here.

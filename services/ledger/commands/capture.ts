@@ -53,7 +53,7 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
     }
   }
   // A lot that expired while this hold was open stays capturable for it; what the capture
-  // releases from such a lot is expired in this same entry (DESIGN.md §3).
+  // releases from such a lot is expired in this same entry (ledger README §3).
   const money = new LotMoney(state);
   transfers.push(...recognitionTransfers(state, money, spent));
   let expired = 0n;

@@ -33,7 +33,7 @@ export function parseRefund(input: RefundInput): RefundCommand {
  *
  * The money comes back out of the lot's deferred revenue first; then, for credits that
  * expired, out of the breakage they produced; only the rest out of revenue already recognised
- * ("if already used", DESIGN.md §3). So over a lot's life recognised + breakage + refunded
+ * ("if already used", ledger README §3). So over a lot's life recognised + breakage + refunded
  * equals what was paid, to the micro.
  */
 export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft {

@@ -36,7 +36,7 @@ export function applyHoldTimeout(state: LedgerState, cmd: HoldTimeoutCommand): E
 
 /**
  * Voids every leg of a hold. Credits that return to a lot which expired meanwhile are expired
- * in the same entry, so they never become spendable again (DESIGN.md §3).
+ * in the same entry, so they never become spendable again (ledger README §3).
  */
 function voidHold(
   state: LedgerState,

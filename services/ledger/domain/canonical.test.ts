@@ -17,7 +17,7 @@ import {
 } from './canonical.js';
 import type { EntryRecord, TransferRecord } from './types.js';
 
-/** Unit tests of canonical JSON and the entry hash (DESIGN.md §4): pure functions, no database. */
+/** Unit tests of canonical JSON and the entry hash (ledger README §4): pure functions, no database. */
 
 /** The same object with its keys (recursively) in reverse insertion order. */
 function reversedKeys(value: unknown): unknown {

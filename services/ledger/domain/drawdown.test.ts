@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { allocate, compareDrawdown, recognizedMicros, type DrawableLot } from './drawdown.js';
 import type { Bucket } from './types.js';
 
-/** Unit tests of the drawdown policy (DESIGN.md §3): pure functions, no database. */
+/** Unit tests of the drawdown policy (ledger README §3): pure functions, no database. */
 
 const day = 86_400_000;
 const t0 = Date.parse('2026-11-24T12:00:00.000Z');

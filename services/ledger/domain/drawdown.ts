@@ -1,7 +1,7 @@
 import type { Allocation, Bucket } from './types.js';
 
 /**
- * The drawdown policy (DESIGN.md §3). Its version is recorded on every debit entry with the
+ * The drawdown policy (ledger README §3). Its version is recorded on every debit entry with the
  * allocation it chose, so an auditor can replay the choice. Change the order only together with
  * the version.
  */

@@ -187,7 +187,7 @@ export interface AccountDelta extends Totals {
  * command leaves no trace. At the end the batch writes what `post` accumulated.
  *
  * Platform accounts are not loaded: their state here is a delta from zero, written as an
- * increment, so that they are never read or locked per command (DESIGN.md §2, §5).
+ * increment, so that they are never read or locked per command (ledger README §2, §5).
  */
 export class LedgerState {
   readonly now: Date;

@@ -19,7 +19,7 @@ export interface Principal {
 
 const reads = ['GetBalance', 'Quote', 'GetEntry', 'ListEntries', 'StreamJournal'] as const;
 
-/** What each role may call (DESIGN.md §6). Admin may call everything; Grant and Reverse are admin-only. */
+/** What each role may call (ledger README §6). Admin may call everything; Grant and Reverse are admin-only. */
 const allowed: Record<Exclude<Role, 'admin'>, ReadonlySet<string>> = {
   payments: new Set(['Purchase', 'RenewSubscription', 'Refund', ...reads]),
   worker: new Set(['Reserve', 'ExtendHold', 'Capture', 'Release', 'Consume', ...reads]),

@@ -47,7 +47,7 @@ export interface TestLedger {
   client: Record<Role, LedgerClient>;
   clientFor(role: Role): LedgerClient;
   verify(): Promise<InvariantReport>;
-  /** Asserts every invariant of DESIGN.md §4 holds; every ledger test ends with it. */
+  /** Asserts every invariant of ledger README §4 holds; every ledger test ends with it. */
   expectInvariants(): Promise<InvariantReport>;
   close(): Promise<void>;
 }
