@@ -27,7 +27,27 @@ export const ledgerConfigSchema = z.object({
         return z.NEVER;
       }
     })
-    .pipe(z.array(credentialSchema).min(1)),
+    .pipe(
+      z
+        .array(credentialSchema)
+        .min(1)
+        .superRefine((credentials, ctx) => {
+          // The name is recorded as the actor of every entry the credential writes, so it must
+          // say who wrote it: one credential per name, and never the ledger's own actors
+          // (`ledger.sweeper` writes timeouts and expiries).
+          const seenNames = new Set<string>();
+          const seenTokens = new Set<string>();
+          credentials.forEach((c, i) => {
+            if (/^ledger\./i.test(c.name)) {
+              ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `"${c.name}": names starting with "ledger." are the ledger's own actors` });
+            }
+            if (seenNames.has(c.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `"${c.name}" is used by two credentials` });
+            if (seenTokens.has(c.token)) ctx.addIssue({ code: 'custom', path: [i, 'token'], message: `credential "${c.name}" reuses another credential's token` });
+            seenNames.add(c.name);
+            seenTokens.add(c.token);
+          });
+        }),
+    ),
   LEDGER_CURRENCIES: z
     .string()
     .default('USD,EUR,GBP')
@@ -37,6 +57,7 @@ export const ledgerConfigSchema = z.object({
   LEDGER_QUEUE_LENGTH_MAX: intFromEnv(10_000, 1, 1_000_000),
   LEDGER_HOLD_TTL_MS_DEFAULT: intFromEnv(300_000, 1_000, 86_400_000),
   LEDGER_HOLD_TTL_MS_MAX: intFromEnv(3_600_000, 1_000, 86_400_000),
+  LEDGER_HOLD_LIFETIME_MS_MAX: intFromEnv(21_600_000, 1_000, 7 * 86_400_000),
   LEDGER_HOLD_SWEEP_PERIOD_MS: intFromEnv(1_000, 10, 3_600_000),
   LEDGER_HOLD_SWEEP_BATCH_MAX: intFromEnv(500, 1, 10_000),
   LEDGER_EXPIRY_SWEEP_PERIOD_MS: intFromEnv(10_000, 10, 3_600_000),
@@ -56,6 +77,8 @@ export interface LedgerConfig {
   queueLengthMax: number;
   holdTtlMsDefault: number;
   holdTtlMsMax: number;
+  /** How long a hold may live in all, ExtendHold included, from its Reserve. */
+  holdLifetimeMsMax: number;
   holdSweepPeriodMs: number;
   holdSweepBatchMax: number;
   expirySweepPeriodMs: number;
@@ -69,6 +92,9 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
   if (c.LEDGER_HOLD_TTL_MS_DEFAULT > c.LEDGER_HOLD_TTL_MS_MAX) {
     throw new Error('invalid ledger configuration: LEDGER_HOLD_TTL_MS_DEFAULT exceeds LEDGER_HOLD_TTL_MS_MAX');
   }
+  if (c.LEDGER_HOLD_TTL_MS_MAX > c.LEDGER_HOLD_LIFETIME_MS_MAX) {
+    throw new Error('invalid ledger configuration: LEDGER_HOLD_TTL_MS_MAX exceeds LEDGER_HOLD_LIFETIME_MS_MAX');
+  }
   return {
     databaseUrl: c.DATABASE_URL,
     grpcAddr: c.LEDGER_GRPC_ADDR,
@@ -78,6 +104,7 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     queueLengthMax: c.LEDGER_QUEUE_LENGTH_MAX,
     holdTtlMsDefault: c.LEDGER_HOLD_TTL_MS_DEFAULT,
     holdTtlMsMax: c.LEDGER_HOLD_TTL_MS_MAX,
+    holdLifetimeMsMax: c.LEDGER_HOLD_LIFETIME_MS_MAX,
     holdSweepPeriodMs: c.LEDGER_HOLD_SWEEP_PERIOD_MS,
     holdSweepBatchMax: c.LEDGER_HOLD_SWEEP_BATCH_MAX,
     expirySweepPeriodMs: c.LEDGER_EXPIRY_SWEEP_PERIOD_MS,

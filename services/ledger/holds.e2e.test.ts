@@ -130,6 +130,50 @@ describe('holds', () => {
     await t.expectInvariants();
   });
 
+  it('ExtendHold cannot keep a hold alive past its lifetime: HOLD_LIFETIME_EXCEEDED, then it times out', async () => {
+    const userId = 'h-lifetime';
+    const lifetimeMs = t.options.holdLifetimeMsMax;
+    // A lot that expires while held: without a bound, extending would keep it capturable forever.
+    await t.client.admin.grant({
+      idempotencyKey: key('grant'),
+      userId,
+      credits: 10n,
+      bucket: Bucket.BUCKET_BONUS,
+      expiresAt: new Date(clock.now().getTime() + 60_000),
+    });
+    const r = await reserve(userId, 10n, 3_600_000n);
+    const reservedAtMs = clock.now().getTime();
+    // Extend every half hour, as a worker's lease would, until the lifetime is reached.
+    let extensions = 0;
+    for (;;) {
+      clock.advance(1_800_000);
+      const o = await settle(t.client.worker.extendHold({ idempotencyKey: key('extend'), holdId: r.holdId, ttlMs: 3_600_000n }));
+      if (!o.ok) {
+        expect([status[o.error.code], errorReason(o.error)]).toEqual(['FAILED_PRECONDITION', 'HOLD_LIFETIME_EXCEEDED']);
+        expect(o.error.details).toMatch(new RegExp(`may live until ${new Date(reservedAtMs + lifetimeMs).toISOString()}`));
+        break;
+      }
+      extensions += 1;
+      expect(o.value.expiresAt.getTime()).toBeLessThanOrEqual(reservedAtMs + lifetimeMs);
+      expect(extensions).toBeLessThan(100);
+    }
+    // Every extension that fit was granted: the refusal came within one TTL of the lifetime's end.
+    expect(clock.now().getTime() + 3_600_000).toBeGreaterThan(reservedAtMs + lifetimeMs);
+    expect(extensions).toBe(Math.floor((lifetimeMs - 3_600_000) / 1_800_000));
+    // A shorter extension that still fits is accepted; then the hold lapses and is voided.
+    const remainingMs = reservedAtMs + lifetimeMs - clock.now().getTime();
+    if (remainingMs >= 1_000) {
+      await t.client.worker.extendHold({ idempotencyKey: key('extend'), holdId: r.holdId, ttlMs: BigInt(remainingMs) });
+    }
+    clock.set(new Date(reservedAtMs + lifetimeMs));
+    expect(await t.ledger.sweeper.sweepOnce()).toBe(1);
+    const late = await settle(t.client.worker.capture({ idempotencyKey: key('capture'), holdId: r.holdId, credits: 1n }));
+    expect(late.ok ? 'OK' : errorReason(late.error)).toBe('HOLD_EXPIRED');
+    await t.ledger.expirySweeper.sweepOnce();
+    expect(await balance(userId)).toEqual({ balance: 0n, held: 0n, available: 0n });
+    await t.expectInvariants();
+  });
+
   describe('two ledgers on one database', () => {
     let t2: TestLedger;
     beforeAll(async () => {

@@ -47,7 +47,11 @@ export class Ledger {
     const { pool, clock, log, options } = deps;
     this.#deps = deps;
     this.platform = platform;
-    const holdPolicy = { holdTtlMsDefault: options.holdTtlMsDefault, holdTtlMsMax: options.holdTtlMsMax };
+    const holdPolicy = {
+      holdTtlMsDefault: options.holdTtlMsDefault,
+      holdTtlMsMax: options.holdTtlMsMax,
+      holdLifetimeMsMax: options.holdLifetimeMsMax,
+    };
     const connection = new BatchConnection(deps.writePool ?? pool);
     this.queue = new WriteQueue({
       execute: (items) => executeBatch({ connection, platform, clock, holdPolicy, log }, items),

@@ -1,6 +1,7 @@
 import type { EntryDraft, LedgerState } from '../domain/ledger-state.js';
 import type { ExtendHoldCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
+import { refused } from '../domain/errors.js';
 import { openHold } from './hold-access.js';
 
 export interface ExtendHoldInput {
@@ -25,6 +26,14 @@ export function parseExtendHold(input: ExtendHoldInput, ctx: v.ValidationContext
 export function applyExtendHold(state: LedgerState, cmd: ExtendHoldCommand): EntryDraft {
   const hold = openHold(state, cmd.holdId);
   const expiresAt = new Date(state.now.getTime() + cmd.ttlMs);
+  const lifetimeEnd = hold.reservedAt.getTime() + state.holdPolicy.holdLifetimeMsMax;
+  if (expiresAt.getTime() > lifetimeEnd) {
+    throw refused(
+      'HOLD_LIFETIME_EXCEEDED',
+      `hold "${hold.id}" may live until ${new Date(lifetimeEnd).toISOString()} ` +
+        `(${state.holdPolicy.holdLifetimeMsMax} ms after its Reserve); ttl_ms ${cmd.ttlMs} would take it past that`,
+    );
+  }
   return {
     kind: 'EXTEND_HOLD',
     userId: hold.userId,

@@ -48,6 +48,7 @@ export function applyReserve(state: LedgerState, cmd: ReserveCommand): EntryDraf
       id: holdId,
       userId: cmd.userId,
       reserveSeq: seq,
+      reservedAt: state.now,
       credits: cmd.credits,
       expiresAt,
       status: 'OPEN',

@@ -62,6 +62,8 @@ export interface HoldState {
   id: string;
   userId: string;
   reserveSeq: bigint;
+  /** When its Reserve was recorded: a hold lives at most holdLifetimeMsMax from then. */
+  reservedAt: Date;
   credits: bigint;
   expiresAt: Date;
   status: HoldStatus;
@@ -145,6 +147,11 @@ export interface PostContext {
 export interface HoldPolicy {
   holdTtlMsDefault: number;
   holdTtlMsMax: number;
+  /**
+   * A hold's whole life, ExtendHold included. Without it a worker (or a bug) extending forever
+   * would keep credits of an expired lot capturable indefinitely.
+   */
+  holdLifetimeMsMax: number;
 }
 
 export interface LedgerStateInit {

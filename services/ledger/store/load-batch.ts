@@ -352,20 +352,23 @@ export async function loadLots(
 /** Holds with their pending legs (the reservation's PENDING transfers). */
 export async function holdsWithLegs(client: pg.PoolClient, holdIds: string[]): Promise<HoldState[]> {
   if (holdIds.length === 0) return [];
-  // Inputs: hold ids. Locks: none needed; the holds' users are locked. Output: hold rows.
+  // Inputs: hold ids. Locks: none needed; the holds' users are locked. Output: hold rows, with
+  // the time their Reserve was recorded (a primary-key probe of entries per hold).
   const { rows } = await client.query<{
     id: string;
     user_id: string;
     reserve_seq: string;
+    reserved_at: Date;
     credits: string;
     expires_at: Date;
     status: HoldStatus;
     closed_seq: string | null;
     captured_credits: string | null;
   }>(
-    `SELECT id::text, user_id, reserve_seq::text, credits::text, expires_at, status,
-            closed_seq::text, captured_credits::text
-       FROM holds WHERE id = ANY($1::uuid[])`,
+    `SELECT h.id::text, h.user_id, h.reserve_seq::text, e.recorded_at AS reserved_at, h.credits::text,
+            h.expires_at, h.status, h.closed_seq::text, h.captured_credits::text
+       FROM holds h JOIN entries e ON e.seq = h.reserve_seq
+      WHERE h.id = ANY($1::uuid[])`,
     [holdIds],
   );
   if (rows.length === 0) return [];
@@ -381,6 +384,7 @@ export async function holdsWithLegs(client: pg.PoolClient, holdIds: string[]): P
     id: r.id,
     userId: r.user_id,
     reserveSeq: BigInt(r.reserve_seq),
+    reservedAt: r.reserved_at,
     credits: BigInt(r.credits),
     expiresAt: r.expires_at,
     status: r.status,

@@ -25,6 +25,7 @@ export function ledgerOptions(overrides: Partial<LedgerOptions> = {}): LedgerOpt
     queueLengthMax: 10_000,
     holdTtlMsDefault: 60_000,
     holdTtlMsMax: 3_600_000,
+    holdLifetimeMsMax: 21_600_000,
     holdSweepPeriodMs: 50,
     holdSweepBatchMax: 500,
     expirySweepPeriodMs: 50,
