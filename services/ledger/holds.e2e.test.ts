@@ -154,7 +154,7 @@ describe('holds', () => {
         break;
       }
       extensions += 1;
-      expect(o.value.expiresAt.getTime()).toBeLessThanOrEqual(reservedAtMs + lifetimeMs);
+      expect(o.value.expiresAt!.getTime()).toBeLessThanOrEqual(reservedAtMs + lifetimeMs);
       expect(extensions).toBeLessThan(100);
     }
     // Every extension that fit was granted: the refusal came within one TTL of the lifetime's end.
