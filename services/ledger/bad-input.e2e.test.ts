@@ -84,6 +84,8 @@ const metadataCases: Case[] = [
   invalid('metadata value over the byte limit in multi-byte characters', { metadata: { note: '€'.repeat(86) } }, 'metadata.note'),
   invalid(`metadata key of ${limits.metadataKeyBytesMax + 1} bytes`, { metadata: { ['k'.repeat(limits.metadataKeyBytesMax + 1)]: 'v' } }, 'metadata'),
   invalid('metadata with an empty key', { metadata: { '': 'v' } }, 'metadata'),
+  invalid('metadata value with a NUL character', { metadata: { note: 'a\u0000b' } }, 'metadata.note'),
+  invalid('metadata key with a NUL character', { metadata: { ['k\u0000']: 'v' } }, 'metadata'),
 ];
 
 const oversizedBody = (patch: (bytes: string) => Req): Case => ({
@@ -227,6 +229,8 @@ describe('bad input', () => {
         invalid('unknown bucket value', { bucket: 99 }, 'bucket'),
         invalid('priority out of range', { priority: limits.priorityAbsMax + 1 }, 'priority'),
         invalid('expires_at in the past', () => ({ expiresAt: new Date(clock.now().getTime() - 1_000) }), 'expires_at'),
+        invalid('expires_at past year 9999', { expiresAt: new Date('+010000-01-01T00:00:00Z') }, 'expires_at'),
+        invalid('effective_at before year 1', { effectiveAt: new Date('-000001-01-01T00:00:00Z') }, 'effective_at'),
         invalid(
           'expires_at before effective_at',
           () => ({ effectiveAt: new Date(clock.now().getTime() + 86_400_000), expiresAt: new Date(clock.now().getTime() + 3_600_000) }),
@@ -399,6 +403,7 @@ describe('bad input', () => {
         invalid('oversized plan', { plan: 'p'.repeat(65) }, 'plan'),
         invalid('missing period_start', { periodStart: undefined }, 'period_start'),
         invalid('missing period_end', { periodEnd: undefined }, 'period_end'),
+        invalid('period_end past year 9999', { periodEnd: new Date('+010000-01-01T00:00:00Z') }, 'period_end'),
         invalid('period_end before period_start', () => ({ periodStart: at(day), periodEnd: at(-day) }), 'period_end'),
         // A period that already ended is not bad input: the invoice was paid, so the renewal is
         // recorded and its lot expired by the sweeper (see subscription.e2e.test.ts).
@@ -449,6 +454,7 @@ describe('bad input', () => {
         invalid('missing reason', { reason: '' }, 'reason'),
         invalid('blank reason', { reason: '   ' }, 'reason'),
         invalid('reason over 256 bytes', { reason: 'é'.repeat(129) }, 'reason'),
+        invalid('reason with a NUL character', { reason: 'typo\u0000fix' }, 'reason'),
         {
           name: 'an entry already reversed',
           patch: () => ({ entryId: reversible.reversed }),

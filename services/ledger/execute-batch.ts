@@ -51,8 +51,9 @@ export interface BatchDeps {
  * write everything with multi-row statements, commit, and only then answer.
  *
  * Serialization failures and deadlocks retry the whole batch. Any other failure is not the
- * callers' fault: the batch is split and each command runs alone, so one bad command cannot
- * fail its neighbours.
+ * callers' fault: the batch is split in halves, each run on its own, recursively, so one command
+ * PostgreSQL rejects fails alone and costs its neighbours about 2·log2(batch) extra
+ * transactions rather than one per command.
  */
 export async function executeBatch(deps: BatchDeps, items: readonly BatchItem[]): Promise<Outcome[]> {
   const attemptsMax = deps.attemptsMax ?? 8;
@@ -71,10 +72,9 @@ export async function executeBatch(deps: BatchDeps, items: readonly BatchItem[])
         return items.map(() => ({ ok: false, error: unavailable }));
       }
       if (items.length > 1) {
-        deps.log.error({ err: error, size: items.length }, 'batch failed; running its commands one by one');
-        const outcomes: Outcome[] = [];
-        for (const item of items) outcomes.push(...(await executeBatch(deps, [item])));
-        return outcomes;
+        deps.log.error({ err: error, size: items.length }, 'batch failed; running each half on its own');
+        const half = Math.ceil(items.length / 2);
+        return [...(await executeBatch(deps, items.slice(0, half))), ...(await executeBatch(deps, items.slice(half)))];
       }
       deps.log.error({ err: error, kind: items[0]?.command.kind }, 'command failed');
       return [{ ok: false, error: error as Error }];

@@ -21,6 +21,7 @@ export function parseReverse(input: ReverseInput): ReverseCommand {
   const reason = typeof input.reason === 'string' ? input.reason.trim() : '';
   if (reason === '') throw invalid('reason', 'is required: say why the entry is reversed');
   if (Buffer.byteLength(reason) > 256) throw invalid('reason', 'is longer than 256 bytes');
+  v.withoutNul('reason', reason);
   return { kind: 'REVERSE', idempotencyKey: v.idempotencyKey(input.idempotencyKey), entrySeq: input.entryId, reason };
 }
 

@@ -102,9 +102,26 @@ export function priority(value: unknown): number {
   return value;
 }
 
+/** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z: google.protobuf.Timestamp's range. */
+const timeMinMs = Date.parse('0001-01-01T00:00:00.000Z');
+const timeMaxMs = Date.parse('9999-12-31T23:59:59.999Z');
+
 export function optionalTime(value: Date | undefined | null, field: string): Date | null {
   if (value === undefined || value === null) return null;
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw invalid(field, 'is not a valid time');
+  // Outside this range the ISO form changes (+010000-…) and PostgreSQL would reject the batch.
+  if (value.getTime() < timeMinMs || value.getTime() > timeMaxMs) {
+    throw invalid(field, 'must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z');
+  }
+  return value;
+}
+
+/**
+ * Text stored in jsonb columns may not contain U+0000: PostgreSQL rejects it, and that would
+ * fail the whole batch the command rides in.
+ */
+export function withoutNul(field: string, value: string): string {
+  if (value.includes('\u0000')) throw invalid(field, 'must not contain the NUL character (U+0000)');
   return value;
 }
 
@@ -130,7 +147,9 @@ export function metadata(value: Record<string, string> | undefined | null): Meta
     if (key.length === 0 || Buffer.byteLength(key) > limits.metadataKeyBytesMax) {
       throw invalid('metadata', `key "${key.slice(0, 80)}" must be 1–${limits.metadataKeyBytesMax} bytes`);
     }
+    if (key.includes('\u0000')) throw invalid('metadata', 'keys must not contain the NUL character (U+0000)');
     if (typeof v !== 'string') throw invalid(`metadata.${key}`, 'must be a string');
+    withoutNul(`metadata.${key}`, v);
     if (Buffer.byteLength(v) > limits.metadataValueBytesMax) {
       throw invalid(`metadata.${key}`, `is longer than ${limits.metadataValueBytesMax} bytes`);
     }
