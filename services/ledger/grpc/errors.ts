@@ -5,6 +5,7 @@ import { Status } from '../../generated/proto/google/rpc/status.js';
 import type { Logger } from '../../lib/logger.js';
 import { errorDomain } from '../client/error-reason.js';
 import { LedgerError } from '../domain/errors.js';
+import { isUnavailable } from '../store/pg-errors.js';
 
 
 const codes: Record<LedgerError['code'], status> = {
@@ -26,6 +27,11 @@ const codes: Record<LedgerError['code'], status> = {
  * Anything else is a bug: the client sees INTERNAL and a generic message, the log gets the stack.
  */
 export function toServiceError(error: unknown, log: Logger, method: string): Partial<ServiceError> {
+  if (!(error instanceof LedgerError) && isUnavailable(error)) {
+    // A read (or a write outside the batch path) that lost the database: retriable, not a bug.
+    log.warn({ method, error: (error as Error).message }, 'database unavailable');
+    return { code: status.UNAVAILABLE, details: 'the ledger database is unavailable; retry', metadata: new Metadata() };
+  }
   if (!(error instanceof LedgerError)) {
     log.error({ err: error, method }, 'unexpected error');
     return { code: status.INTERNAL, details: 'internal error; the ledger logged the cause', metadata: new Metadata() };

@@ -15,10 +15,36 @@ export function isRetriable(error: unknown): boolean {
   return code === '40001' || code === '40P01';
 }
 
-/** Connection trouble, shutdown or resource limits on the database side. */
+/** Socket errors whose outcome is unknown to us: the statement may or may not have run. */
+const socketCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', 'ENOTCONN']);
+
+/** Prisma's codes for an unreachable database, a closed connection and an exhausted pool. */
+const prismaCodes = new Set(['P1001', 'P1002', 'P1008', 'P1017', 'P2024']);
+
+/**
+ * Connection trouble, shutdown, timeouts or resource limits on the database side: the caller
+ * should retry (with the same idempotency key for a write), so these are UNAVAILABLE, never
+ * INTERNAL, which is kept for bugs. Checked on the error and on its cause (Prisma's driver
+ * adapter wraps pg's errors).
+ */
 export function isUnavailable(error: unknown): boolean {
-  const code = sqlState(error);
-  if (code !== undefined && (code.startsWith('08') || code.startsWith('53') || code.startsWith('57P'))) return true;
-  const message = (error as Error | null)?.message ?? '';
-  return /ECONNREFUSED|ECONNRESET|Connection terminated|timeout exceeded when trying to connect/i.test(message);
+  for (let e = error as { code?: unknown; message?: unknown; cause?: unknown } | null, depth = 0; e && depth < 4; depth += 1) {
+    const code = sqlState(e);
+    if (code !== undefined) {
+      // 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+      // statement or lock timeout: 57014 is query_canceled), 55P03 lock_not_available.
+      if (code.startsWith('08') || code.startsWith('53') || code.startsWith('57') || code === '55P03') return true;
+      if (socketCodes.has(code) || prismaCodes.has(code)) return true;
+    }
+    const message = typeof e.message === 'string' ? e.message : '';
+    if (
+      /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Connection terminated|not queryable|timeout exceeded when trying to connect|Query read timeout|connection is closed|Can't reach database server/i.test(
+        message,
+      )
+    ) {
+      return true;
+    }
+    e = (e.cause ?? null) as typeof e;
+  }
+  return false;
 }

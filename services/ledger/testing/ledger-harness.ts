@@ -60,13 +60,16 @@ export interface StartOptions {
   sweeper?: boolean;
   /** Reuse a database (a second ledger process on the same journal). */
   db?: TestDatabase;
+  /** Rewrites the database URL the ledger connects with (e.g. through a TcpProxy). */
+  connectVia?: (url: string) => string;
 }
 
 /** A real ledger on a fresh database, served over gRPC on 127.0.0.1:0. */
 export async function startTestLedger(start: StartOptions = {}): Promise<TestLedger> {
   const db = start.db ?? (await createTestDatabase());
-  const pool = new pg.Pool({ connectionString: db.url, max: 8 });
-  const writePool = createPool(db.url, 2, { pipeline: true });
+  const url = start.connectVia ? start.connectVia(db.url) : db.url;
+  const pool = new pg.Pool({ connectionString: url, max: 8 });
+  const writePool = createPool(url, 2, { pipeline: true });
   // Dropping the database at the end terminates connections the pools are still closing; that
   // is expected then and must not surface as an uncaught error.
   pool.on('error', () => {});
