@@ -103,7 +103,12 @@ if (!env.LEDGER_CREDENTIALS) {
 const migrated = await migrate(env.DATABASE_URL);
 log.info(migrated, 'migrations');
 const ledger = await startLedger(env, createLogger('ledger'));
-exitOnSignal(log, async () => {
-  await ledger.stop();
-  await stopDatabase();
-});
+// The embedded PostgreSQL's own fast shutdown takes a second or two after the ledger's drain.
+exitOnSignal(
+  log,
+  async () => {
+    await ledger.stop();
+    await stopDatabase();
+  },
+  ledger.stopDeadlineMs + 5_000,
+);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { hostPort, intFromEnv, parseEnv } from '../lib/config.js';
+import type { DbTimeouts } from '../lib/db.js';
 import { roles } from './client/roles.js';
 import type { Credential } from './grpc/auth.js';
 
@@ -64,6 +65,13 @@ export const ledgerConfigSchema = z.object({
   LEDGER_EXPIRY_SWEEP_BATCH_MAX: intFromEnv(500, 1, 10_000),
   LEDGER_DB_POOL_SIZE: intFromEnv(8, 2, 100),
   LEDGER_DRAIN_GRACE_MS: intFromEnv(10_000, 0, 600_000),
+  LEDGER_DB_STATEMENT_TIMEOUT_MS: intFromEnv(10_000, 100, 3_600_000),
+  LEDGER_DB_LOCK_TIMEOUT_MS: intFromEnv(5_000, 100, 3_600_000),
+  LEDGER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: intFromEnv(10_000, 100, 3_600_000),
+  LEDGER_DB_QUERY_TIMEOUT_MS: intFromEnv(15_000, 100, 3_600_000),
+  LEDGER_HEALTH_CHECK_PERIOD_MS: intFromEnv(1_000, 50, 60_000),
+  LEDGER_WRITER_STUCK_MS: intFromEnv(15_000, 100, 3_600_000),
+  LEDGER_CLOCK_SKEW_MS_MAX: intFromEnv(2_000, 0, 3_600_000),
 });
 
 export type LedgerConfigEnv = z.infer<typeof ledgerConfigSchema>;
@@ -85,6 +93,11 @@ export interface LedgerConfig {
   expirySweepBatchMax: number;
   dbPoolSize: number;
   drainGraceMs: number;
+  dbTimeouts: DbTimeouts;
+  healthCheckPeriodMs: number;
+  writerStuckMs: number;
+  /** 0 turns the clock check off (tests on a manual clock). */
+  clockSkewMsMax: number;
 }
 
 export function parseLedgerConfig(env: Record<string, string | undefined>): LedgerConfig {
@@ -111,5 +124,15 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     expirySweepBatchMax: c.LEDGER_EXPIRY_SWEEP_BATCH_MAX,
     dbPoolSize: c.LEDGER_DB_POOL_SIZE,
     drainGraceMs: c.LEDGER_DRAIN_GRACE_MS,
+    dbTimeouts: {
+      statementTimeoutMs: c.LEDGER_DB_STATEMENT_TIMEOUT_MS,
+      lockTimeoutMs: c.LEDGER_DB_LOCK_TIMEOUT_MS,
+      idleInTransactionTimeoutMs: c.LEDGER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      queryTimeoutMs: c.LEDGER_DB_QUERY_TIMEOUT_MS,
+      connectTimeoutMs: 5_000,
+    },
+    healthCheckPeriodMs: c.LEDGER_HEALTH_CHECK_PERIOD_MS,
+    writerStuckMs: c.LEDGER_WRITER_STUCK_MS,
+    clockSkewMsMax: c.LEDGER_CLOCK_SKEW_MS_MAX,
   };
 }

@@ -42,6 +42,8 @@ export interface BatchDeps {
   log: Logger;
   /** Attempts for a batch that hits serialization failures or deadlocks. */
   attemptsMax?: number;
+  /** Why writes must be refused now (this process's clock strayed), or null. */
+  writeRefusal?: () => string | null;
 }
 
 /**
@@ -57,6 +59,11 @@ export interface BatchDeps {
  */
 export async function executeBatch(deps: BatchDeps, items: readonly BatchItem[]): Promise<Outcome[]> {
   const attemptsMax = deps.attemptsMax ?? 8;
+  const refusal = deps.writeRefusal?.() ?? null;
+  if (refusal !== null) {
+    const error = new LedgerError('UNAVAILABLE', `${refusal}; retry on another instance with the same idempotency key`);
+    return items.map(() => ({ ok: false, error }));
+  }
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await runOnce(deps, items);

@@ -10,13 +10,14 @@ import { Authenticator } from './grpc/auth.js';
 import { ledgerServiceHandlers } from './grpc/ledger-service.js';
 import { GrpcServer, type ServiceBinding } from './grpc/server.js';
 import { ExpirySweeper } from './expiry-sweeper.js';
+import { HealthMonitor } from './health-monitor.js';
 import { HoldSweeper } from './hold-sweeper.js';
 import { BatchConnection } from './store/batch-connection.js';
 import { ensurePlatformAccounts } from './store/platform-accounts.js';
 import { EntryReader } from './store/read-entries.js';
 import { WriteQueue } from './write-queue.js';
 
-export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize'>;
+export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize' | 'dbTimeouts'>;
 
 export interface LedgerDeps {
   /** Reads, Prisma and the sweepers' queries. */
@@ -37,6 +38,7 @@ export class Ledger {
   readonly queue: WriteQueue;
   readonly sweeper: HoldSweeper;
   readonly expirySweeper: ExpirySweeper;
+  readonly health: HealthMonitor;
   readonly grpc: GrpcServer;
   readonly prisma: PrismaClient;
   readonly platform: PlatformAccounts;
@@ -53,8 +55,9 @@ export class Ledger {
       holdLifetimeMsMax: options.holdLifetimeMsMax,
     };
     const connection = new BatchConnection(deps.writePool ?? pool);
+    const writeRefusal = () => this.health.writeRefusal();
     this.queue = new WriteQueue({
-      execute: (items) => executeBatch({ connection, platform, clock, holdPolicy, log }, items),
+      execute: (items) => executeBatch({ connection, platform, clock, holdPolicy, log, writeRefusal }, items),
       batchSizeMax: options.batchSizeMax,
       queueLengthMax: options.queueLengthMax,
       onIdle: () => connection.release(),
@@ -91,6 +94,16 @@ export class Ledger {
       },
     ];
     this.grpc = new GrpcServer({ auth: new Authenticator(options.credentials), log }, services);
+    this.health = new HealthMonitor({
+      pool,
+      clock,
+      log,
+      periodMs: options.healthCheckPeriodMs,
+      writerStuckMs: options.writerStuckMs,
+      clockSkewMsMax: options.clockSkewMsMax,
+      batchAgeMs: () => this.queue.batchAgeMs(),
+      setServing: (serving) => this.grpc.setServing(serving),
+    });
   }
 
   static async create(deps: LedgerDeps): Promise<Ledger> {
@@ -105,6 +118,7 @@ export class Ledger {
   /** Listens on the configured address (or `address`), starts the sweeper, returns the port. */
   async start(address = this.#deps.options.grpcAddr, sweeper = true): Promise<number> {
     this.#port = await this.grpc.listen(address);
+    this.health.start();
     if (sweeper) {
       this.sweeper.start();
       this.expirySweeper.start();
@@ -118,6 +132,7 @@ export class Ledger {
    * stopped. The pool belongs to the caller and is closed by it.
    */
   async stop(): Promise<void> {
+    await this.health.stop();
     await this.sweeper.stop();
     await this.expirySweeper.stop();
     await this.grpc.drain(this.#deps.options.drainGraceMs);

@@ -13,6 +13,8 @@ export interface RunningLedger {
   port: number;
   /** Drains the server and the write queue, then closes the database pool. */
   stop(): Promise<void>;
+  /** How long stop() may take in all: the drain grace plus a second to close. */
+  stopDeadlineMs: number;
 }
 
 export async function startLedger(
@@ -20,9 +22,9 @@ export async function startLedger(
   log: Logger = createLogger('ledger'),
 ): Promise<RunningLedger> {
   const config = parseLedgerConfig(env);
-  const pool = createPool(config.databaseUrl, config.dbPoolSize);
+  const pool = createPool(config.databaseUrl, config.dbPoolSize, { timeouts: config.dbTimeouts });
   // One batch runs at a time per process, so two connections cover it and a retry.
-  const writePool = createPool(config.databaseUrl, 2, { pipeline: true });
+  const writePool = createPool(config.databaseUrl, 2, { pipeline: true, timeouts: config.dbTimeouts });
   // An idle connection dropped by the server (restart, failover) is replaced on next use; log
   // only what identifies the cause, not the client object pg attaches to the error.
   for (const p of [pool, writePool]) {
@@ -37,6 +39,7 @@ export async function startLedger(
   return {
     ledger,
     port,
+    stopDeadlineMs: config.drainGraceMs + 1_000,
     async stop() {
       await ledger.stop();
       await Promise.all([closePool(pool), closePool(writePool)]);
@@ -47,7 +50,7 @@ export async function startLedger(
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const log = createLogger('ledger');
   startLedger(process.env, log).then(
-    (running) => exitOnSignal(log, running.stop),
+    (running) => exitOnSignal(log, running.stop, running.stopDeadlineMs),
     (error: unknown) => {
       log.fatal({ err: error }, 'ledger failed to start');
       process.exit(1);

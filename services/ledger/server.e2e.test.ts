@@ -6,11 +6,11 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { service as healthService } from 'grpc-health-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket } from '../generated/proto/credits/ledger/v1/ledger.js';
 import { killChildLedgers, startChildLedger } from './testing/child-ledger.js';
+import { HealthClient, healthCheck, type HealthResponse } from './testing/health-check.js';
 import { startTestLedger, testCredentials, type TestLedger } from './testing/ledger-harness.js';
 import { createTestDatabase } from '../testing/test-db.js';
 import { verifyJournal } from './audit/verify-journal.js';
@@ -26,25 +26,6 @@ const quiet = <P extends { on(event: 'error', listener: () => void): unknown }>(
   pool.on('error', () => {});
   return pool;
 };
-
-const HealthClient = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
-
-interface HealthResponse {
-  status: string;
-}
-
-function healthCheck(address: string, service: string): Promise<HealthResponse> {
-  const client = new HealthClient(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    check(req: { service: string }, cb: (e: grpc.ServiceError | null, r: HealthResponse) => void): void;
-  };
-  return new Promise((resolve, reject) =>
-    client.check({ service }, (error, response) => {
-      client.close();
-      if (error) reject(error);
-      else resolve(response);
-    }),
-  );
-}
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

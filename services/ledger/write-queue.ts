@@ -30,6 +30,8 @@ export class WriteQueue {
   #running = false;
   #closed = false;
   #idle: (() => void)[] = [];
+  /** performance.now() when the batch in flight started; null while none runs. */
+  #batchStartedMs: number | null = null;
 
   constructor(options: WriteQueueOptions) {
     this.#options = options;
@@ -37,6 +39,11 @@ export class WriteQueue {
 
   get length(): number {
     return this.#waiting.length;
+  }
+
+  /** How long the batch in flight has been running (0 when none runs): a stuck writer shows here. */
+  batchAgeMs(nowMs = performance.now()): number {
+    return this.#batchStartedMs === null ? 0 : nowMs - this.#batchStartedMs;
   }
 
   submit(item: BatchItem): Promise<WriteResult> {
@@ -82,6 +89,7 @@ export class WriteQueue {
       batch = next;
     }
     this.#running = false;
+    this.#batchStartedMs = null;
     this.#options.onIdle?.();
     for (const resolve of this.#idle.splice(0)) resolve();
   }
@@ -92,7 +100,11 @@ export class WriteQueue {
 
   /** Starts a batch (synchronously, up to its first await); never rejects. */
   #execute(batch: Waiting[]): Promise<Outcome[]> {
-    if (batch.length === 0) return Promise.resolve([]);
+    if (batch.length === 0) {
+      this.#batchStartedMs = null;
+      return Promise.resolve([]);
+    }
+    this.#batchStartedMs = performance.now();
     const failAll = (error: unknown): Outcome[] => batch.map(() => ({ ok: false as const, error: error as Error }));
     try {
       return this.#options.execute(batch.map((w) => w.item)).catch(failAll);

@@ -8,14 +8,49 @@ export type { PrismaClient };
  * The process's pg pools: one shared by reads and Prisma (through its pg adapter), and a small
  * pipelined one for the batch writer, which holds one connection per batch in flight.
  */
-export function createPool(databaseUrl: string, sizeMax: number, options: { pipeline?: boolean } = {}): pg.Pool {
+/**
+ * Bounds on every connection, so that a stalled database or network costs a bounded wait and
+ * never holds a lock for long: the server cancels a statement after `statementTimeoutMs`, gives
+ * up waiting for a lock after `lockTimeoutMs`, and ends a session left idle inside a transaction
+ * (its client frozen, its network half-open) after `idleInTransactionTimeoutMs`, which releases
+ * its locks; the client gives up on an answer after `queryTimeoutMs`, and TCP keepalive finds
+ * dead peers.
+ */
+export interface DbTimeouts {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+  queryTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export const defaultDbTimeouts: DbTimeouts = {
+  statementTimeoutMs: 10_000,
+  lockTimeoutMs: 5_000,
+  idleInTransactionTimeoutMs: 10_000,
+  queryTimeoutMs: 15_000,
+  connectTimeoutMs: 5_000,
+};
+
+export function createPool(
+  databaseUrl: string,
+  sizeMax: number,
+  options: { pipeline?: boolean; timeouts?: DbTimeouts } = {},
+): pg.Pool {
+  const t = options.timeouts ?? defaultDbTimeouts;
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: sizeMax,
     // pg's pipeline mode sends queries without waiting for earlier answers; only the ledger's
     // batch writer uses it (its statements are written to be sent together).
     ...(options.pipeline ? { pipeline: true } : {}),
-    connectionTimeoutMillis: 5_000,
+    connectionTimeoutMillis: t.connectTimeoutMs,
+    statement_timeout: t.statementTimeoutMs,
+    lock_timeout: t.lockTimeoutMs,
+    idle_in_transaction_session_timeout: t.idleInTransactionTimeoutMs,
+    query_timeout: t.queryTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     idleTimeoutMillis: 30_000,
     application_name: 'credit-ledger',
   });
@@ -41,9 +76,15 @@ function trackConnections(pool: pg.Pool): void {
  * once it has asked its clients to end, before their sockets close; stopping PostgreSQL in that
  * window makes the server terminate them (57P01), which the pool reports as an error.
  */
-export async function closePool(pool: pg.Pool): Promise<void> {
+export async function closePool(pool: pg.Pool, waitMs = 5_000): Promise<void> {
   await pool.end();
-  await Promise.all([...(openConnections.get(pool) ?? [])]);
+  // Bounded: a connection to a database that stopped answering never confirms its close.
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all([...(openConnections.get(pool) ?? [])]),
+    new Promise((resolve) => (timer = setTimeout(resolve, waitMs))),
+  ]);
+  clearTimeout(timer);
 }
 
 export function createPrisma(pool: pg.Pool): PrismaClient {

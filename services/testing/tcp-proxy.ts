@@ -20,7 +20,13 @@ export interface TcpProxy {
 }
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
-  const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  /** Bytes held back while frozen, per direction, delivered in order by restore(). */
+  interface Pair {
+    client: net.Socket;
+    upstream: net.Socket;
+    held: { to: net.Socket; chunk: Buffer }[];
+  }
+  const pairs = new Set<Pair>();
   let frozen = false;
   let refusing = false;
   const server = net.createServer((client) => {
@@ -29,16 +35,17 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return;
     }
     const upstream = net.connect(targetPort, targetHost);
-    const pair = { client, upstream };
+    const pair: Pair = { client, upstream, held: [] };
     pairs.add(pair);
-    // Frozen: nothing is read from either side, so nothing arrives and nothing errors, as on a
-    // link that stopped delivering; restore() resumes with no byte lost.
-    if (frozen) {
-      client.pause();
-      upstream.pause();
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Frozen: bytes are held back, so nothing arrives and nothing errors, as on a link that
+    // stopped delivering; restore() delivers them in order, with no byte lost.
+    const forward = (from: net.Socket, to: net.Socket) =>
+      from.on('data', (chunk: Buffer) => {
+        if (frozen) pair.held.push({ to, chunk });
+        else to.write(chunk);
+      });
+    forward(client, upstream);
+    forward(upstream, client);
     const end = () => {
       pairs.delete(pair);
       client.destroy();
@@ -67,10 +74,6 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     cut,
     freeze() {
       frozen = true;
-      for (const { client, upstream } of pairs) {
-        client.pause();
-        upstream.pause();
-      }
     },
     refuse() {
       refusing = true;
@@ -78,9 +81,8 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     restore() {
       frozen = false;
       refusing = false;
-      for (const { client, upstream } of pairs) {
-        client.resume();
-        upstream.resume();
+      for (const pair of pairs) {
+        for (const { to, chunk } of pair.held.splice(0)) to.write(chunk);
       }
     },
     get connectionCount() {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { expect } from 'vitest';
 import { ManualClock, type Clock } from '../../lib/clock.js';
-import { createPool } from '../../lib/db.js';
+import { createPool, type DbTimeouts } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { verifyJournal, type InvariantReport } from '../audit/verify-journal.js';
 import { createLedgerClient, type LedgerClient } from '../client/index.js';
@@ -31,6 +31,10 @@ export function ledgerOptions(overrides: Partial<LedgerOptions> = {}): LedgerOpt
     expirySweepPeriodMs: 50,
     expirySweepBatchMax: 500,
     drainGraceMs: 2_000,
+    healthCheckPeriodMs: 200,
+    writerStuckMs: 5_000,
+    // Off: test ledgers mostly run on a manual clock, days away from the database's.
+    clockSkewMsMax: 0,
     ...overrides,
   };
 }
@@ -60,6 +64,8 @@ export interface StartOptions {
   sweeper?: boolean;
   /** Reuse a database (a second ledger process on the same journal). */
   db?: TestDatabase;
+  /** Database timeouts of the ledger's pools (defaultDbTimeouts when absent). */
+  timeouts?: DbTimeouts;
   /** Rewrites the database URL the ledger connects with (e.g. through a TcpProxy). */
   connectVia?: (url: string) => string;
 }
@@ -68,8 +74,8 @@ export interface StartOptions {
 export async function startTestLedger(start: StartOptions = {}): Promise<TestLedger> {
   const db = start.db ?? (await createTestDatabase());
   const url = start.connectVia ? start.connectVia(db.url) : db.url;
-  const pool = new pg.Pool({ connectionString: url, max: 8 });
-  const writePool = createPool(url, 2, { pipeline: true });
+  const pool = createPool(url, 8, { timeouts: start.timeouts });
+  const writePool = createPool(url, 2, { pipeline: true, timeouts: start.timeouts });
   // Dropping the database at the end terminates connections the pools are still closing; that
   // is expected then and must not surface as an uncaught error.
   pool.on('error', () => {});
