@@ -30,13 +30,15 @@ export class ExpirySweeper {
   async sweepOnce(): Promise<{ examined: number; expired: number; finished: number }> {
     const { pool, queue, clock, batchMax, log } = this.#deps;
     const now = clock.now().toISOString();
-    // Inputs: now, the per-pass bound. Locks: none. Output: lots past expiry that the sweeper
-    // has not finished, oldest expiry first, with what is left unheld in them.
+    // Inputs: now, the per-pass bound. Locks: none. Output: lots past expiry by ledger time
+    // (this clock, never behind the journal head's recorded_at) that the sweeper has not
+    // finished, oldest expiry first, with what is left unheld in them.
     const { rows } = await pool.query<{ account_id: string; unheld: string; version: string }>(
       `SELECT l.account_id::text, (a.credits_posted - a.debits_posted - a.debits_pending)::text AS unheld,
               a.version::text
          FROM lots l JOIN accounts a ON a.id = l.account_id
-        WHERE l.expires_at IS NOT NULL AND NOT l.expiry_swept AND l.expires_at <= $1
+        WHERE l.expires_at IS NOT NULL AND NOT l.expiry_swept
+          AND l.expires_at <= GREATEST($1::timestamptz, (SELECT recorded_at FROM journal_head WHERE id = 1))
         ORDER BY l.expires_at LIMIT $2`,
       [now, batchMax],
     );

@@ -30,9 +30,13 @@ export class HoldSweeper {
   async sweepOnce(): Promise<number> {
     const { pool, queue, clock, batchMax } = this.#deps;
     // Inputs: now and the per-tick bound. Locks: none; the queue's batch locks the users.
-    // Output: ids of open holds whose TTL passed, oldest first.
+    // Output: ids of open holds whose TTL passed by ledger time (this clock, never behind the
+    // journal head's recorded_at), oldest first.
     const { rows } = await pool.query<{ id: string }>(
-      `SELECT id::text FROM holds WHERE status = 'OPEN' AND expires_at <= $1 ORDER BY expires_at LIMIT $2`,
+      `SELECT id::text FROM holds
+        WHERE status = 'OPEN'
+          AND expires_at <= GREATEST($1::timestamptz, (SELECT recorded_at FROM journal_head WHERE id = 1))
+        ORDER BY expires_at LIMIT $2`,
       [clock.now().toISOString(), batchMax],
     );
     const voided = await submitAll(

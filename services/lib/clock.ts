@@ -25,3 +25,8 @@ export class ManualClock implements Clock {
     this.#ms += ms;
   }
 }
+
+/** `base` shifted by `offsetMs`: a machine whose clock runs ahead (positive) or behind. */
+export function offsetClock(base: Clock, offsetMs: number): Clock {
+  return { now: () => new Date(base.now().getTime() + offsetMs) };
+}

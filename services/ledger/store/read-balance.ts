@@ -50,6 +50,8 @@ interface BalanceRow {
   balance: string;
   held: string;
   deferred: string | null;
+  /** The journal head's recorded_at (the present read only): ledger time never runs behind it. */
+  head_recorded_at?: Date;
 }
 
 const lotColumns = `l.account_id::text AS lot_id, l.bucket, l.granted_credits::text, l.effective_at,
@@ -80,14 +82,16 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
   if (asOf === null) {
     // Inputs: user id. Locks: none (a read at READ COMMITTED sees the last committed batch).
     // Output: one row with lot = null when the user exists without live lots; no row when the
-    // user is unknown.
+    // user is unknown. Each row carries the journal head's recorded_at (a one-row table).
     rows = (
       await pool.query<BalanceRow>({
         // Named: planned once per connection; GetBalance is the hottest read.
         name: 'ledger.read-balance',
         text: `SELECT ${lotColumns}, (a.credits_posted - a.debits_posted)::text AS balance,
-                a.debits_pending::text AS held, (d.credits_posted - d.debits_posted)::text AS deferred
+                a.debits_pending::text AS held, (d.credits_posted - d.debits_posted)::text AS deferred,
+                h.recorded_at AS head_recorded_at
            FROM users u
+           CROSS JOIN journal_head h
            LEFT JOIN lots l ON l.user_id = u.id
            LEFT JOIN accounts a ON a.id = l.account_id
            LEFT JOIN accounts d ON d.id = l.deferred_account_id
@@ -121,7 +125,11 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
     const known = await pool.query('SELECT 1 FROM users WHERE id = $1', [userId]);
     if (known.rowCount === 0) throw notFound('user_id', `unknown user "${userId}"`);
   }
-  const nowMs = now.getTime();
+  // Ledger time: this process's clock, but never behind the last entry recorded by any process.
+  // Another replica whose clock runs a little ahead (within LEDGER_CLOCK_SKEW_MS_MAX) may have
+  // granted a lot effective at its own now; it is spendable here as it is there.
+  const headMs = rows[0]?.head_recorded_at?.getTime() ?? 0;
+  const nowMs = Math.max(now.getTime(), headMs);
   const lots: LotBalance[] = [];
   for (const r of rows) {
     if (r.lot_id === null) continue;
