@@ -15,6 +15,7 @@ import {
   purchasedRefs,
   resolveTargets,
   reversibleEntries,
+  platformTotals,
   storedKeys,
   subscriptionPeriods,
   userAccounts,
@@ -127,11 +128,12 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     ]).sort();
     // Sent together; the lots are read after the user locks are granted, since the server runs
     // the statements in order.
-    const [, users, head, keys, live, targetHolds, named, reversible, refs, periods, accountIds] = await sendTogether(client, () =>
+    const [, users, head, platformBefore, keys, live, targetHolds, named, reversible, refs, periods, accountIds] = await sendTogether(client, () =>
       settleAll([
         begun ?? client.query('BEGIN'),
         lockUsers(client, userIds),
         lockHead(client),
+        platformTotals(client, [...deps.platform.all.keys()]),
         storedKeys(client, commands.map((c) => c.idempotencyKey)),
         loadLots(client, { live: userIds }),
         holdsWithLegs(client, [...targets.holdUsers.keys()]),
@@ -176,6 +178,7 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       subscriptionPeriods: periods,
       reversible,
       platform: deps.platform,
+      platformTotals: platformBefore,
       accountIds,
       holdPolicy: deps.holdPolicy,
     });

@@ -1,5 +1,7 @@
 import { entryJsonColumns, hashEntryRecord } from './canonical.js';
 import { allocate, type DrawableLot } from './drawdown.js';
+import { LedgerError, refused } from './errors.js';
+import { limits } from './limits.js';
 import type {
   AccountKind,
   Allocation,
@@ -170,12 +172,18 @@ export interface LedgerStateInit {
   /** Entries reversals in this batch may mirror, with whether they were reversed already. */
   reversible: ReadonlyMap<bigint, ReversibleEntry>;
   platform: PlatformAccounts;
+  /**
+   * The platform accounts' totals before this batch, read under the journal head's lock (so
+   * exact: every batch of every process holds it). Used only for the int64 bound; the batch
+   * still writes platform changes as increments.
+   */
+  platformTotals: ReadonlyMap<bigint, Totals>;
   /** Pre-allocated ids for the accounts this batch may create. */
   accountIds: bigint[];
   holdPolicy: HoldPolicy;
 }
 
-interface Totals {
+export interface Totals {
   debitsPosted: bigint;
   creditsPosted: bigint;
   debitsPending: bigint;
@@ -222,6 +230,7 @@ export class LedgerState {
   readonly #reversible: Map<bigint, ReversibleEntry>;
   readonly #lotsChanged = new Set<bigint>();
   readonly #accountIds: bigint[];
+  readonly #platformTotals: ReadonlyMap<bigint, Totals>;
 
   constructor(init: LedgerStateInit) {
     this.now = init.now;
@@ -241,6 +250,7 @@ export class LedgerState {
     this.#subscriptionPeriods = new Map(init.subscriptionPeriods);
     this.#reversible = new Map(init.reversible);
     this.#accountIds = [...init.accountIds];
+    this.#platformTotals = init.platformTotals;
   }
 
   /** The sequence number the next posted entry will get. */
@@ -314,7 +324,15 @@ export class LedgerState {
 
   money(currency: string): MoneyAccounts {
     const accounts = this.platform.money.get(currency);
-    if (!accounts) throw new Error(`ledger state: no platform accounts for currency ${currency}`);
+    // Commands draft before anything is posted, so this refusal leaves nothing half-written.
+    // A process loads every currency's platform accounts at start; one created by another
+    // process since (configured with more currencies) is unknown here until a restart.
+    if (!accounts) {
+      throw new LedgerError(
+        'UNAVAILABLE',
+        `this ledger process has no platform accounts for ${currency} (created after it started); retry on another instance`,
+      );
+    }
     return accounts;
   }
 
@@ -421,6 +439,15 @@ export class LedgerState {
     });
 
     for (const account of scratch.values()) {
+      const base = account.kind === 'PLATFORM' ? (this.#platformTotals.get(account.id) ?? zeroTotals()) : zeroTotals();
+      for (const total of ['debitsPosted', 'creditsPosted', 'debitsPending', 'creditsPending'] as const) {
+        if (base[total] + account[total] > limits.accountTotalMax) {
+          throw refused(
+            'ACCOUNT_LIMIT_REACHED',
+            `account ${account.code}: ${total} would exceed ${limits.accountTotalMax} (int64); nothing was written`,
+          );
+        }
+      }
       if (account.kind === 'PLATFORM') continue;
       if (
         account.debitsPosted < 0n ||
@@ -433,6 +460,10 @@ export class LedgerState {
       if ((account.flags & flagNoOverdraft) !== 0 && account.debitsPosted + account.debitsPending > account.creditsPosted) {
         throw new Error(`post: account ${account.id} would be overdrawn`);
       }
+    }
+
+    for (const lot of draft.lotUpdates) {
+      if (!this.#lots.has(lot.accountId)) throw new Error(`post: lot ${lot.accountId} was not loaded`);
     }
 
     // Phase two: nothing below may fail.
@@ -454,8 +485,7 @@ export class LedgerState {
       }
     }
     for (const lot of draft.lotUpdates) {
-      const current = this.#lots.get(lot.accountId);
-      if (!current) throw new Error(`post: lot ${lot.accountId} was not loaded`);
+      const current = this.#lots.get(lot.accountId)!;
       Object.assign(current, lot);
       if (!this.#newLots.includes(current)) this.#lotsChanged.add(lot.accountId);
     }

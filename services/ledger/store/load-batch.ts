@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { resultFromJson, type ResultJson } from '../domain/canonical.js';
-import type { AccountState, HoldState, LotState, ReversibleEntry, StoredKey } from '../domain/ledger-state.js';
+import type { AccountState, HoldState, LotState, ReversibleEntry, StoredKey, Totals } from '../domain/ledger-state.js';
 import type { Bucket, EntryKind, HoldStatus, TransferKind } from '../domain/types.js';
 
 /**
@@ -105,6 +105,28 @@ export async function lockHead(client: pg.PoolClient): Promise<JournalHead> {
   const row = rows[0];
   if (!row) throw new Error('journal_head is missing: was the database migrated?');
   return { seq: BigInt(row.seq), hash: row.hash, recordedAt: row.recorded_at };
+}
+
+/**
+ * The platform accounts' totals, for the int64 bound. Sent after the head lock in the same
+ * pipeline, so PostgreSQL runs it once the lock is granted: no other batch can change them then.
+ */
+export async function platformTotals(client: pg.PoolClient, ids: readonly bigint[]): Promise<Map<bigint, Totals>> {
+  // Inputs: the platform account ids. Locks: none (the head lock serialises every writer).
+  // Output: their four totals and version.
+  const { rows } = await client.query<{ id: string; dp: string; cp: string; dpe: string; cpe: string; v: string }>({
+    name: 'ledger.platform-totals',
+    text: `SELECT id::text, debits_posted::text AS dp, credits_posted::text AS cp, debits_pending::text AS dpe,
+                  credits_pending::text AS cpe, version::text AS v
+             FROM accounts WHERE id = ANY($1::bigint[])`,
+    values: [ids.map(String)],
+  });
+  return new Map(
+    rows.map((r) => [
+      BigInt(r.id),
+      { debitsPosted: BigInt(r.dp), creditsPosted: BigInt(r.cp), debitsPending: BigInt(r.dpe), creditsPending: BigInt(r.cpe), version: BigInt(r.v) },
+    ]),
+  );
 }
 
 export async function storedKeys(client: pg.PoolClient, keys: string[]): Promise<Map<string, StoredKey>> {

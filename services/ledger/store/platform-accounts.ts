@@ -21,7 +21,7 @@ const moneyNames: Record<keyof MoneyAccounts, string> = {
 
 /**
  * Creates the platform accounts for the configured currencies if they are missing and returns
- * every platform account's id. Runs once at start-up; batches then refer to the ids only.
+ * every platform account's id, for every currency that has them. Runs once at start-up; batches then refer to the ids only.
  */
 export async function ensurePlatformAccounts(pool: pg.Pool, currencies: readonly string[]): Promise<PlatformAccounts> {
   const codes: string[] = [];
@@ -54,7 +54,11 @@ export async function ensurePlatformAccounts(pool: pg.Pool, currencies: readonly
     return found;
   };
   const money = new Map<string, MoneyAccounts>();
-  for (const currency of currencies) {
+  // Every currency that has platform accounts, not only the configured ones: lots bought in a
+  // currency another process accepted must still be spendable and refundable here.
+  // LEDGER_CURRENCIES decides which currencies new money amounts may use, nothing else.
+  const known = new Set([...currencies, ...rows.filter((r) => r.unit !== creditUnit).map((r) => r.unit)]);
+  for (const currency of known) {
     const entries = Object.entries(moneyNames).map(([key, name]) => [key, id(`${name}.${currency}`)]);
     money.set(currency, Object.fromEntries(entries) as MoneyAccounts);
   }
