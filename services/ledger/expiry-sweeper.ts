@@ -44,20 +44,7 @@ export class ExpirySweeper {
     );
     const empty = rows.filter((r) => BigInt(r.unheld) <= 0n).map((r) => r.account_id);
     let finished = 0;
-    if (empty.length > 0) {
-      // Inputs: expired lots with nothing unheld. Locks: those lot rows. The condition is
-      // re-checked in the statement: a lot that regained credits meanwhile (impossible once
-      // expired, but cheap to guard) stays for the next pass. Held credits need no sweep:
-      // their release expires them. Output: how many were marked.
-      const marked = await pool.query(
-        `UPDATE lots AS l SET expiry_swept = true
-           FROM accounts a
-          WHERE a.id = l.account_id AND l.account_id = ANY($1::bigint[]) AND NOT l.expiry_swept
-            AND a.credits_posted - a.debits_posted - a.debits_pending <= 0`,
-        [empty],
-      );
-      finished = marked.rowCount ?? 0;
-    }
+    if (empty.length > 0) finished = await markFinished(pool, empty);
     const expired = await submitAll(
       queue,
       rows
@@ -73,5 +60,44 @@ export class ExpirySweeper {
     );
     if (expired > 0) log.info({ expired }, 'expired lots');
     return { examined: rows.length, expired, finished };
+  }
+}
+
+/**
+ * Marks expired lots with nothing unheld as done. It takes the same locks a batch takes for
+ * these lots, in the same order (their users' rows, sorted by id), in one transaction: a batch
+ * that loaded one of these lots (a release giving credits back to it, a reversal) holds its
+ * user's lock until it commits, so the mark can neither be overwritten by the batch's write of
+ * the lot nor overwrite it, and the condition is re-checked on what the batch committed.
+ */
+async function markFinished(pool: SweeperDeps['pool'], lotIds: string[]): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    // Inputs: lot ids. Locks: FOR UPDATE on their users' rows, in id order (as batches take
+    // them). Output: none.
+    await client.query(
+      `SELECT u.id FROM users u
+        WHERE u.id IN (SELECT user_id FROM lots WHERE account_id = ANY($1::bigint[]))
+        ORDER BY u.id FOR UPDATE`,
+      [lotIds],
+    );
+    // Inputs: expired lots with nothing unheld. Locks: those lot rows (their users are locked).
+    // The condition is re-checked: a lot that regained credits meanwhile stays for the next
+    // pass. Held credits need no sweep: their release expires them. Output: how many were marked.
+    const marked = await client.query(
+      `UPDATE lots AS l SET expiry_swept = true
+         FROM accounts a
+        WHERE a.id = l.account_id AND l.account_id = ANY($1::bigint[]) AND NOT l.expiry_swept
+          AND a.credits_posted - a.debits_posted - a.debits_pending <= 0`,
+      [lotIds],
+    );
+    await client.query('COMMIT');
+    return marked.rowCount ?? 0;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
   }
 }
