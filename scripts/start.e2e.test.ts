@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, createLedgerClient } from '../services/ledger/client/index.js';
 import { testCredentials } from '../services/ledger/testing/ledger-harness.js';
+import { createTestRoles, type TestRoles } from '../services/ledger/testing/ledger-roles.js';
 import { createTestDatabase, type TestDatabase } from '../services/testing/test-db.js';
 
 // `npm start` as a newcomer runs it, stopped as a supervisor stops it: SIGTERM to the npm
@@ -46,15 +47,20 @@ const alive = (pid: number) => {
 
 describe('npm start', () => {
   let db: TestDatabase;
+  let roles: TestRoles;
   let dataDir: string;
   let cleanup = () => {};
   beforeAll(async () => {
     db = await createTestDatabase();
+    // As in production: migrations as the owner, the ledger as the app role (so it has no
+    // reason to warn about its role).
+    roles = await createTestRoles(db.url);
     dataDir = await mkdtemp(path.join(tmpdir(), 'start-e2e-'));
   });
   afterAll(async () => {
     cleanup();
     await db?.drop();
+    await roles?.drop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
@@ -65,7 +71,8 @@ describe('npm start', () => {
       env: {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
-        DATABASE_URL: db.url,
+        DATABASE_URL: roles.urlAs(roles.app, db.url),
+        DATABASE_MIGRATION_URL: roles.urlAs(roles.owner, db.url),
         LEDGER_CREDENTIALS: JSON.stringify(credentials),
         LEDGER_GRPC_ADDR: '127.0.0.1:0',
         LEDGER_DRAIN_GRACE_MS: '3000',

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { createLogger } from '../services/lib/logger.js';
 import { migrate } from '../services/lib/migrate.js';
 import { startLedger } from '../services/ledger/main.js';
+import { applyRoles } from '../services/ledger/store/db-roles.js';
 import { exitOnSignal } from '../services/lib/signals.js';
 
 const log = createLogger('start');
@@ -35,7 +36,7 @@ async function loadEmbeddedPostgres() {
   return EmbeddedPostgres;
 }
 
-async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<void> }> {
+async function embeddedDatabase(): Promise<{ url: string; port: number; stop: () => Promise<void> }> {
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = Number(process.env.EMBEDDED_PG_PORT ?? 54329);
   const databaseDir = path.join(dataDir, 'postgres');
@@ -55,7 +56,7 @@ async function embeddedDatabase(): Promise<{ url: string; stop: () => Promise<vo
   if (exists.rowCount === 0) await admin.query('CREATE DATABASE ledger');
   await admin.end();
   log.info({ port, databaseDir }, 'embedded PostgreSQL running');
-  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/ledger`, stop: () => server.stop() };
+  return { url: `postgres://postgres:${password}@127.0.0.1:${port}/ledger`, port, stop: () => server.stop() };
 }
 
 /**
@@ -88,20 +89,36 @@ async function devCredentials(): Promise<string> {
   return json;
 }
 
+/** Passwords of the embedded database's ledger roles, made once per data directory. */
+async function devRolePasswords(): Promise<{ owner: string; app: string }> {
+  const file = path.join(dataDir, 'dev-db-roles.json');
+  if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8')) as { owner: string; app: string };
+  const passwords = { owner: randomBytes(18).toString('hex'), app: randomBytes(18).toString('hex') };
+  await writeFile(file, JSON.stringify(passwords), { mode: 0o600 });
+  return passwords;
+}
+
 await mkdir(dataDir, { recursive: true });
 const env = { ...process.env };
 let stopDatabase = async () => {};
 if (!env.DATABASE_URL) {
+  // The embedded database is set up as production should be: migrated by a superuser here,
+  // its tables then owned by ledger_owner, and the ledger connecting as ledger_app, which may
+  // only append to the journal.
   const embedded = await embeddedDatabase();
-  env.DATABASE_URL = embedded.url;
   stopDatabase = embedded.stop;
+  log.info(await migrate(embedded.url), 'migrations');
+  const passwords = await devRolePasswords();
+  await applyRoles(embedded.url, { owner: 'ledger_owner', app: 'ledger_app', ownerPassword: passwords.owner, appPassword: passwords.app });
+  env.DATABASE_URL = `postgres://ledger_app:${passwords.app}@127.0.0.1:${embedded.port}/ledger`;
+} else {
+  // Migrations need the owner's rights; the ledger should run as the app role (it warns if not).
+  log.info(await migrate(env.DATABASE_MIGRATION_URL ?? env.DATABASE_URL), 'migrations');
 }
 if (!env.LEDGER_CREDENTIALS) {
   env.LEDGER_CREDENTIALS = await devCredentials();
   log.info({ file: path.join(dataDir, 'dev-credentials.json') }, 'using development credentials');
 }
-const migrated = await migrate(env.DATABASE_URL);
-log.info(migrated, 'migrations');
 const ledger = await startLedger(env, createLogger('ledger'));
 // The embedded PostgreSQL's own fast shutdown takes a second or two after the ledger's drain.
 exitOnSignal(

@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { exitOnSignal } from '../lib/signals.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
+import { roleWarning } from './store/db-roles.js';
 
 export interface RunningLedger {
   ledger: Ledger;
@@ -32,6 +33,8 @@ export async function startLedger(
       log.warn({ code: error.code, error: error.message }, 'idle database connection failed'),
     );
   }
+  const roleProblem = await roleWarning(pool);
+  if (roleProblem) log.warn({ problem: roleProblem }, 'database role');
   const ledger = await Ledger.create({ pool, writePool, clock: systemClock, log, options: config });
   const port = await ledger.start();
   // One line that supervisors and tests wait for, whatever LOG_LEVEL says.
