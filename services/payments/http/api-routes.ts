@@ -148,7 +148,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
 
   app.get('/api/credits/balance', async (request) => readBalance(deps, await userOf(request.headers.authorization)));
 
-  app.get<{ Querystring: { pageSize?: number; pageToken?: string } }>(
+  app.get<{ Querystring: { pageSize?: string; pageToken?: string } }>(
     '/api/credits/history',
     {
       schema: {
@@ -156,7 +156,8 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
           type: 'object',
           additionalProperties: false,
           properties: {
-            pageSize: { type: 'integer', minimum: 1, maximum: 100 },
+            // Query strings are text and the API does not coerce types: a whole number 1–100.
+            pageSize: { type: 'string', pattern: '^(100|[1-9][0-9]?)$' },
             pageToken: { type: 'string', maxLength: 512, pattern: '^[A-Za-z0-9_=.-]*$' },
           },
         },
@@ -166,7 +167,7 @@ export function registerApiRoutes(app: FastifyInstance, deps: ApiDeps): void {
       const userId = await userOf(request.headers.authorization);
       try {
         const page = await deps.ledger.listEntries(
-          { userId, pageSize: request.query.pageSize ?? 20, pageToken: request.query.pageToken ?? '' },
+          { userId, pageSize: Number(request.query.pageSize ?? '20'), pageToken: request.query.pageToken ?? '' },
           { timeoutMs: deps.ledgerTimeoutMs },
         );
         return { entries: page.entries.map((e) => historyItem(userId, e)), nextPageToken: page.nextPageToken || null };
