@@ -133,7 +133,7 @@ export class InboxApplier {
   }
 }
 
-/** Exponential backoff with full jitter: up to base·2^(attempts−1), capped at max. */
+/** Exponential backoff with equal jitter: between half and all of base·2^(attempts−1), capped at max. */
 export function backoffMs(attempts: number, baseMs: number, maxMs: number): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(30, Math.max(0, attempts - 1)));
   return Math.max(1, Math.round(ceiling / 2 + (Math.random() * ceiling) / 2));
