@@ -14,6 +14,7 @@ import { buildApp } from './http/app.js';
 import { UserAuth } from './http/user-auth.js';
 import { InboxApplier } from './inbox/inbox-applier.js';
 import { InboxStore } from './inbox/inbox-store.js';
+import { InboxWriter } from './inbox/inbox-writer.js';
 import { PaymentsMetrics } from './metrics.js';
 
 export interface RunningPayments {
@@ -79,7 +80,7 @@ export async function startPayments(
     catalog,
     checkout,
     auth: new UserAuth(config.authJwtSecret, config.authJwksUrl, clock),
-    store,
+    writer: new InboxWriter(store, clock),
     metrics,
     onStored: () => applier.wake(),
   });

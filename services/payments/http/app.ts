@@ -7,7 +7,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { Catalog } from '../catalog/catalog.js';
 import { catalogView } from '../catalog/catalog-view.js';
 import type { CheckoutSessions } from '../checkout.js';
-import type { InboxStore } from '../inbox/inbox-store.js';
+import type { InboxWriter } from '../inbox/inbox-writer.js';
 import type { PaymentsMetrics } from '../metrics.js';
 import { readBalance, registerApiRoutes, type BalanceView } from './api-routes.js';
 import { HttpError } from './http-error.js';
@@ -27,7 +27,7 @@ export interface AppDeps {
   catalog: Catalog;
   checkout: CheckoutSessions;
   auth: UserAuth;
-  store: InboxStore;
+  writer: InboxWriter;
   metrics: PaymentsMetrics;
   onStored: () => void;
 }

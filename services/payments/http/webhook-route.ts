@@ -2,13 +2,13 @@ import type { FastifyInstance } from 'fastify';
 import type Stripe from 'stripe';
 import type { Clock } from '../../lib/clock.js';
 import { handledTypes } from '../inbox/apply-event.js';
-import type { InboxStore } from '../inbox/inbox-store.js';
+import type { InboxWriter } from '../inbox/inbox-writer.js';
 import type { PaymentsMetrics } from '../metrics.js';
 
 export interface WebhookDeps {
   stripe: Stripe;
   webhookSecret: string;
-  store: InboxStore;
+  writer: InboxWriter;
   clock: Clock;
   metrics: PaymentsMetrics;
   /** Told when an event was stored, so it is applied at once. */
@@ -55,7 +55,7 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
         return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body: not a Stripe event (id, type, data.object.id)' });
       }
       const log = request.log.child({ stripe_event_id: event.id, event_type: event.type, stripe_object_id: object.id });
-      const stored = await deps.store.store(
+      const stored = await deps.writer.store(
         {
           eventId: event.id,
           type: event.type,
@@ -66,7 +66,6 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
           payload: raw.toString('utf8'),
         },
         handledTypes.has(event.type) ? 'PENDING' : 'IGNORED',
-        deps.clock.now(),
       );
       deps.metrics.webhooksReceived.inc({ type: event.type, outcome: stored ? 'stored' : 'duplicate' });
       log.info({ duplicate: !stored }, stored ? 'webhook stored' : 'webhook already stored');

@@ -4,7 +4,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { InboxApplyOptions } from '../config.js';
 import type { PaymentsMetrics } from '../metrics.js';
 import { applyStripeEvent, type ApplyDeps, type ApplyOutcome } from './apply-event.js';
-import type { ClaimedEvent, InboxStore } from './inbox-store.js';
+import type { ClaimedEvent, InboxStore, Outcome } from './inbox-store.js';
 
 /**
  * Applies stored events to the ledger: claims a bounded batch of due events, applies them
@@ -54,7 +54,14 @@ export class InboxApplier {
   /** One pass: returns how many events it claimed. Exposed for tests and the bench. */
   async runOnce(): Promise<number> {
     const claimed = await this.store.claimDue(this.clock.now(), this.options.batchMax, this.options.leaseMs);
-    await Promise.all(claimed.map((event) => this.#applyOne(event)));
+    if (claimed.length === 0) return 0;
+    const decided = await Promise.all(claimed.map((event) => this.#decide(event)));
+    // One statement per kind of outcome for the whole pass; logs and metrics once it is recorded.
+    await this.store.record(
+      decided.map((d) => d.outcome),
+      this.clock.now(),
+    );
+    for (const d of decided) d.report();
     return claimed.length;
   }
 
@@ -81,55 +88,64 @@ export class InboxApplier {
     }, delayMs);
   }
 
-  async #applyOne(event: ClaimedEvent): Promise<void> {
+  async #decide(event: ClaimedEvent): Promise<{ outcome: Outcome; report: () => void }> {
     const log = this.log.child({ stripe_event_id: event.eventId, event_type: event.type, stripe_object_id: event.objectId });
-    let outcome: ApplyOutcome;
+    let applied: ApplyOutcome;
     try {
-      outcome = await applyStripeEvent(event.payload as Stripe.Event, this.deps);
+      applied = await applyStripeEvent(event.payload as Stripe.Event, this.deps);
     } catch (error) {
-      outcome = { kind: 'retry', reason: `apply failed: ${(error as Error).message}` };
+      applied = { kind: 'retry', reason: `apply failed: ${(error as Error).message}` };
     }
-    const now = this.clock.now();
-    switch (outcome.kind) {
+    const id = event.eventId;
+    const type = event.type;
+    switch (applied.kind) {
       case 'applied':
-        await this.store.finish(event.eventId, 'APPLIED', now, outcome.entryId > 0n ? { entryId: outcome.entryId } : {});
-        this.metrics.webhooksApplied.inc({ type: event.type, result: 'applied' });
-        log.info({ entry_id: outcome.entryId.toString(), attempts: event.attempts }, `applied: ${outcome.detail}`);
-        return;
+        return {
+          outcome: { eventId: id, status: 'APPLIED', ...(applied.entryId > 0n ? { entryId: applied.entryId } : {}) },
+          report: () => {
+            this.metrics.webhooksApplied.inc({ type, result: 'applied' });
+            log.info({ entry_id: applied.entryId.toString(), attempts: event.attempts }, `applied: ${applied.detail}`);
+          },
+        };
       case 'ignored':
-        await this.store.finish(event.eventId, 'IGNORED', now, { error: outcome.reason });
-        this.metrics.webhooksApplied.inc({ type: event.type, result: 'ignored' });
-        log.info({ reason: outcome.reason }, 'ignored');
-        return;
+        return {
+          outcome: { eventId: id, status: 'IGNORED', error: applied.reason },
+          report: () => {
+            this.metrics.webhooksApplied.inc({ type, result: 'ignored' });
+            log.info({ reason: applied.reason }, 'ignored');
+          },
+        };
       case 'park':
-        await this.#park(event, outcome.reason, log);
-        return;
+        return this.#park(event, applied.reason, log);
       case 'wait': {
-        const waitedMs = now.getTime() - event.receivedAt.getTime();
-        if (waitedMs >= this.options.waitForPurchaseMs) {
-          await this.#park(event, `waited ${waitedMs} ms for its purchase: ${outcome.reason}`, log);
-          return;
-        }
-        await this.#later(event, 'wait', outcome.reason, log);
-        return;
+        const waitedMs = this.clock.now().getTime() - event.receivedAt.getTime();
+        if (waitedMs >= this.options.waitForPurchaseMs) return this.#park(event, `waited ${waitedMs} ms for its purchase: ${applied.reason}`, log);
+        return this.#later(event, 'wait', applied.reason, log);
       }
       case 'retry':
-        await this.#later(event, 'retry', outcome.reason, log);
-        return;
+        return this.#later(event, 'retry', applied.reason, log);
     }
   }
 
-  async #park(event: ClaimedEvent, reason: string, log: Logger): Promise<void> {
-    await this.store.finish(event.eventId, 'PARKED', this.clock.now(), { error: reason });
-    this.metrics.webhooksParked.inc({ type: event.type });
-    log.error({ reason, attempts: event.attempts }, 'parked: the event cannot apply; an operator must look at it');
+  #park(event: ClaimedEvent, reason: string, log: Logger): { outcome: Outcome; report: () => void } {
+    return {
+      outcome: { eventId: event.eventId, status: 'PARKED', error: reason },
+      report: () => {
+        this.metrics.webhooksParked.inc({ type: event.type });
+        log.error({ reason, attempts: event.attempts }, 'parked: the event cannot apply; an operator must look at it');
+      },
+    };
   }
 
-  async #later(event: ClaimedEvent, cause: 'wait' | 'retry', reason: string, log: Logger): Promise<void> {
+  #later(event: ClaimedEvent, cause: 'wait' | 'retry', reason: string, log: Logger): { outcome: Outcome; report: () => void } {
     const delayMs = backoffMs(event.attempts, this.options.retryBaseMs, this.options.retryMaxMs);
-    await this.store.retryAt(event.eventId, new Date(this.clock.now().getTime() + delayMs), reason);
-    this.metrics.webhookRetries.inc({ type: event.type, cause });
-    log.warn({ reason, attempts: event.attempts, retry_in_ms: delayMs }, cause === 'wait' ? 'waiting for its purchase' : 'will retry');
+    return {
+      outcome: { eventId: event.eventId, status: 'PENDING', dueAt: new Date(this.clock.now().getTime() + delayMs), error: reason },
+      report: () => {
+        this.metrics.webhookRetries.inc({ type: event.type, cause });
+        log.warn({ reason, attempts: event.attempts, retry_in_ms: delayMs }, cause === 'wait' ? 'waiting for its purchase' : 'will retry');
+      },
+    };
   }
 }
 

@@ -27,6 +27,23 @@ export interface ClaimedEvent {
   receivedAt: Date;
 }
 
+interface Finished {
+  eventId: string;
+  status: 'APPLIED' | 'IGNORED' | 'PARKED';
+  entryId?: bigint;
+  error?: string;
+}
+
+interface Later {
+  eventId: string;
+  status: 'PENDING';
+  dueAt: Date;
+  error: string;
+}
+
+/** What an apply pass decided for one claimed event. */
+export type Outcome = Finished | Later;
+
 export interface InboxStats {
   pending: number;
   parked: number;
@@ -38,23 +55,38 @@ export class InboxStore {
   constructor(private readonly pool: pg.Pool) {}
 
   /**
-   * Stores a verified event once. `status` is PENDING for types the applier handles, IGNORED
-   * for the rest (recorded, never applied). Returns false when the event id was stored before.
+   * Stores verified events, each once. `status` is PENDING for types the applier handles,
+   * IGNORED for the rest (recorded, never applied). Returns the ids that were inserted now;
+   * an id stored before (or twice in `events`) is inserted once.
    */
-  async store(event: IncomingEvent, status: 'PENDING' | 'IGNORED', now: Date): Promise<boolean> {
-    // Inputs: the event's columns, its initial status and the receipt time. Locks: the new row
-    // (the primary key on event_id makes a duplicate delivery a no-op, also when 20 arrive at
-    // once). Output: the row when it was inserted, nothing for a duplicate.
-    const result = await this.pool.query(
+  async storeMany(events: readonly { event: IncomingEvent; status: 'PENDING' | 'IGNORED' }[], now: Date): Promise<Set<string>> {
+    if (events.length === 0) return new Set();
+    // Inputs: parallel arrays of the events' columns, the receipt time. Locks: the new rows
+    // (the primary key on event_id makes a duplicate delivery a no-op, also when several
+    // arrive at once or in one batch). Output: the event ids inserted by this statement.
+    const result = await this.pool.query<{ event_id: string }>(
       `INSERT INTO payments.stripe_events
          (event_id, type, object_id, livemode, api_version, stripe_created_at, received_at, payload,
           status, next_attempt_at, finished_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $7, CASE WHEN $9 = 'PENDING' THEN NULL ELSE $7::timestamptz END)
+       SELECT e.event_id, e.type, e.object_id, e.livemode, e.api_version, e.created_at, $9, e.payload::jsonb,
+              e.status, $9, CASE WHEN e.status = 'PENDING' THEN NULL ELSE $9::timestamptz END
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
+           AS e(event_id, type, object_id, livemode, api_version, created_at, payload, status)
        ON CONFLICT (event_id) DO NOTHING
        RETURNING event_id`,
-      [event.eventId, event.type, event.objectId, event.livemode, event.apiVersion, event.createdAt, now, event.payload, status],
+      [
+        events.map((x) => x.event.eventId),
+        events.map((x) => x.event.type),
+        events.map((x) => x.event.objectId),
+        events.map((x) => x.event.livemode),
+        events.map((x) => x.event.apiVersion),
+        events.map((x) => x.event.createdAt),
+        events.map((x) => x.event.payload),
+        events.map((x) => x.status),
+        now,
+      ],
     );
-    return result.rowCount === 1;
+    return new Set(result.rows.map((r) => r.event_id));
   }
 
   /**
@@ -84,25 +116,41 @@ export class InboxStore {
       .map((r) => ({ eventId: r.event_id, type: r.type, objectId: r.object_id, payload: r.payload, attempts: r.attempts, receivedAt: r.received_at }));
   }
 
-  /** Records the end of a claimed event: applied, ignored or parked. */
-  async finish(eventId: string, status: 'APPLIED' | 'IGNORED' | 'PARKED', now: Date, detail: { entryId?: bigint; error?: string } = {}): Promise<void> {
-    // Inputs: the event, its final status, the time, the ledger entry or the reason. Locks: the
-    // row. Output: none. Only a PENDING row changes: a finished event stays as it ended.
-    await this.pool.query(
-      `UPDATE payments.stripe_events
-          SET status = $2, finished_at = $3, ledger_entry_id = $4, last_error = $5
-        WHERE event_id = $1 AND status = 'PENDING'`,
-      [eventId, status, now, detail.entryId?.toString() ?? null, detail.error ?? null],
-    );
-  }
-
-  /** Puts a claimed event back, due at `dueAt`, with the reason it did not apply. */
-  async retryAt(eventId: string, dueAt: Date, error: string): Promise<void> {
-    // Inputs: the event, when it is next due, why it failed. Locks: the row. Output: none.
-    await this.pool.query(
-      `UPDATE payments.stripe_events SET next_attempt_at = $2, last_error = $3 WHERE event_id = $1 AND status = 'PENDING'`,
-      [eventId, dueAt, error],
-    );
+  /**
+   * Records the outcomes of one apply pass: finished events (applied, ignored, parked) and
+   * events put back until a later time. Only PENDING rows change: a finished event stays as it
+   * ended.
+   */
+  async record(outcomes: readonly Outcome[], now: Date): Promise<void> {
+    const finished = outcomes.filter((o): o is Finished => o.status !== 'PENDING');
+    const later = outcomes.filter((o): o is Later => o.status === 'PENDING');
+    const statements: Promise<unknown>[] = [];
+    if (finished.length > 0) {
+      // Inputs: the events, their final status, ledger entry and reason; the time. Locks: those
+      // rows. Output: none.
+      statements.push(
+        this.pool.query(
+          `UPDATE payments.stripe_events AS e
+              SET status = o.status, finished_at = $5, ledger_entry_id = o.entry_id, last_error = o.error
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS o(event_id, status, entry_id, error)
+            WHERE e.event_id = o.event_id AND e.status = 'PENDING'`,
+          [finished.map((o) => o.eventId), finished.map((o) => o.status), finished.map((o) => o.entryId?.toString() ?? null), finished.map((o) => o.error ?? null), now],
+        ),
+      );
+    }
+    if (later.length > 0) {
+      // Inputs: the events, when each is next due, why it did not apply. Locks: those rows.
+      // Output: none.
+      statements.push(
+        this.pool.query(
+          `UPDATE payments.stripe_events AS e SET next_attempt_at = o.due_at, last_error = o.error
+             FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS o(event_id, due_at, error)
+            WHERE e.event_id = o.event_id AND e.status = 'PENDING'`,
+          [later.map((o) => o.eventId), later.map((o) => o.dueAt), later.map((o) => o.error)],
+        ),
+      );
+    }
+    await Promise.all(statements);
   }
 
   async stats(now: Date): Promise<InboxStats> {

@@ -133,14 +133,14 @@ export interface ChildPayments {
 }
 
 /** The payments service as its own process (`node --import tsx services/payments/main.ts`). */
-export async function startChildPayments(env: Record<string, string>, readyTimeoutMs = 20_000): Promise<ChildPayments> {
+export async function startChildPayments(env: Record<string, string>, readyTimeoutMs = 20_000, nodeArgs: readonly string[] = []): Promise<ChildPayments> {
   const childEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v === undefined || k === 'NODE_OPTIONS' || k.startsWith('VITEST') || k.startsWith('PAYMENTS_')) continue;
     childEnv[k] = v;
   }
   Object.assign(childEnv, { LOG_LEVEL: 'info', ...env });
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'services/payments/main.ts')], { cwd: repoRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(repoRoot, 'services/payments/main.ts')], { cwd: repoRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
