@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drawCredits, windowSeed } from './catalog/fair-draw.js';
 import { ManualClock } from '../lib/clock.js';
 import { startTestLedger, type TestLedger } from '../ledger/testing/ledger-harness.js';
-import { lootboxSeedSecret, startPaymentsTest, waitFor, type PaymentsTest } from './testing/payments-harness.js';
+import { lootboxSeedSecret, startPaymentsTest, waitFor, webhookSecret, type PaymentsTest } from './testing/payments-harness.js';
 import { charge, checkoutSession, dispute, event, invoice, stripeId } from './testing/stripe-objects.js';
 
 // Stripe webhooks → inbox → ledger, against a real ledger on a fresh database and the
@@ -267,6 +267,29 @@ describe('subscriptions', () => {
     await p.settled();
     expect((await p.eventRow(manual.id)).status).toBe('IGNORED');
     ledgerClock.set('2026-11-15T12:00:00.000Z');
+    await t.expectInvariants();
+  });
+});
+
+describe('subscribing through the API', () => {
+  it("Stripe's events after a subscription checkout grant the plan's credits for the invoice line's period", async () => {
+    const token = await p.token('u-flow');
+    const res = await fetch(p.url('/api/credits/subscribe'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ planId: 'pro-monthly' }),
+    });
+    expect(res.status).toBe(200);
+    const { sessionId } = (await res.json()) as { sessionId: string };
+    const done = p.stripeStandIn.complete(sessionId, { periodStart: new Date('2026-11-10T00:00:00.000Z') });
+    expect(done.events.map((e) => e.type)).toEqual(['checkout.session.completed', 'invoice.paid']);
+    expect(await p.stripeStandIn.deliver(p.webhookUrl, webhookSecret, done.events)).toEqual([200, 200]);
+    await p.settled();
+    expect((await p.eventRow(done.events[0]!.id)).status).toBe('IGNORED');
+    expect((await p.eventRow(done.events[1]!.id)).status).toBe('APPLIED');
+    const b = await balance('u-flow');
+    expect(b).toMatchObject({ total: 150n, subscription: 150n });
+    expect(b.lots[0]).toMatchObject({ expiresAt: new Date('2026-12-10T00:00:00.000Z'), costBasisMicros: 79_990_000n });
     await t.expectInvariants();
   });
 });
