@@ -120,11 +120,33 @@ describe('payments killed between storing and applying', () => {
       expect(await balanceOf('crash-user')).toBe(500n);
       // Its log lines about the event carry the Stripe event id.
       await waitFor(() => payments.logs.some((l) => l.stripe_event_id === e.id && String(l.msg).startsWith('applied')), 5_000, 'the applied log line');
+      // SIGTERM drains and exits 0.
+      await payments.stop();
+      expect(await payments.exited).toEqual({ code: 0, signal: null });
     } finally {
       ledger.signal('SIGCONT');
       await payments.stop();
       await ledger.stop();
     }
     await expectLedgerInvariants();
+  });
+});
+
+describe('a refund whose purchase never comes', () => {
+  it('waits PAYMENTS_WAIT_FOR_PURCHASE_MS, then is parked with the reason', async () => {
+    const ledger = await startChildLedger({ databaseUrl: db.url, credentials });
+    const p = await startPaymentsTest({ databaseUrl: db.url, ledgerAddr: ledger.address, ledgerToken: paymentsToken, env: { PAYMENTS_WAIT_FOR_PURCHASE_MS: '300' } });
+    try {
+      const orphan = event('charge.refunded', charge({ amount: 500, amountRefunded: 500, paymentIntent: stripeId('pi') }));
+      expect((await p.deliver(orphan)).status).toBe(200);
+      await p.settled(10_000);
+      const row = await p.eventRow(orphan.id);
+      expect(row.status).toBe('PARKED');
+      expect(row.attempts).toBeGreaterThan(1);
+      expect(row.last_error).toMatch(/waited \d+ ms for its purchase: NOT_FOUND/);
+    } finally {
+      await p.close();
+      await ledger.stop();
+    }
   });
 });
