@@ -15,7 +15,7 @@ let t: TestLedger;
 let p: PaymentsTest;
 
 beforeAll(async () => {
-  t = await startTestLedger({ clock: ledgerClock });
+  t = await startTestLedger({ clock: ledgerClock, options: { currencies: ['USD', 'EUR', 'JPY'] } });
   const payments = t.options.credentials.find((c) => c.role === 'payments')!;
   p = await startPaymentsTest({ databaseUrl: t.db.url, ledgerAddr: t.address, ledgerToken: payments.token });
 });
@@ -95,6 +95,16 @@ describe('checkout sessions', () => {
     await p.settled();
     for (const e of events) expect((await p.eventRow(e.id)).status).toBe('IGNORED');
     expect((await t.client.auditor.listEntries({ userId: 'u-unpaid' })).entries).toEqual([]);
+    await t.expectInvariants();
+  });
+
+  it('amounts convert to micros by the currency\'s own exponent (cents for EUR, whole yen for JPY)', async () => {
+    const eur = checkoutSession({ amountTotal: 29999, currency: 'eur', metadata: { user_id: 'u-fx', package_id: 'studio-pack' }, paymentIntent: stripeId('pi'), paymentStatus: 'paid' });
+    const jpy = checkoutSession({ amountTotal: 45000, currency: 'jpy', metadata: { user_id: 'u-fx', package_id: 'studio-pack' }, paymentIntent: stripeId('pi'), paymentStatus: 'paid' });
+    for (const s of [eur, jpy]) await ok(p.deliver(event('checkout.session.completed', s)));
+    await p.settled();
+    const lots = (await balance('u-fx')).lots.map((l) => [l.currency, l.costBasisMicros]);
+    expect(lots).toEqual(expect.arrayContaining([['EUR', 299_990_000n], ['JPY', 45_000_000_000n]]));
     await t.expectInvariants();
   });
 
@@ -299,7 +309,10 @@ describe('events that cannot apply', () => {
     const unknownPackage = event('checkout.session.completed', paidSession('u-park', 'no-such-pack', 100));
     const noUser = event('checkout.session.completed', checkoutSession({ amountTotal: 100, metadata: { package_id: 'studio-pack' }, paymentIntent: stripeId('pi'), paymentStatus: 'paid' }));
     const unknownType = event('customer.created', { id: 'cus_test_1', object: 'customer' });
-    for (const e of [unknownPackage, noUser, unknownType]) await ok(p.deliver(e));
+    // Some objects have no id; such events are recorded too.
+    const noObjectId = event('balance.available', { object: 'balance', available: [{ amount: 0, currency: 'usd' }], livemode: false });
+    for (const e of [unknownPackage, noUser, unknownType, noObjectId]) await ok(p.deliver(e));
+    expect(await p.eventRow(noObjectId.id)).toMatchObject({ status: 'IGNORED' });
     await p.settled();
     expect(await p.eventRow(unknownPackage.id)).toMatchObject({ status: 'PARKED', last_error: expect.stringMatching(/no-such-pack/) });
     expect(await p.eventRow(noUser.id)).toMatchObject({ status: 'PARKED', last_error: expect.stringMatching(/metadata.user_id/) });

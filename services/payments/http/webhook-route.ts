@@ -49,11 +49,13 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
         request.log.warn({ reason: (error as Error).message }, 'webhook signature rejected');
         return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `stripe-signature: ${(error as Error).message}` });
       }
-      const object = (event.data?.object ?? {}) as { id?: unknown };
-      if (typeof event.id !== 'string' || !/^evt_[A-Za-z0-9_]{1,250}$/.test(event.id) || typeof event.type !== 'string' || typeof object.id !== 'string') {
+      if (typeof event.id !== 'string' || !/^evt_[A-Za-z0-9_]{1,250}$/.test(event.id) || typeof event.type !== 'string' || typeof event.data?.object !== 'object') {
         deps.metrics.webhooksReceived.inc({ type: 'unknown', outcome: 'rejected' });
-        return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body: not a Stripe event (id, type, data.object.id)' });
+        return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body: not a Stripe event (id, type, data.object)' });
       }
+      // Some event objects have no id (balance.available, …); those are recorded all the same.
+      const objectId = (event.data.object as { id?: unknown }).id;
+      const object = { id: typeof objectId === 'string' ? objectId : '' };
       const log = request.log.child({ stripe_event_id: event.id, event_type: event.type, stripe_object_id: object.id });
       const stored = await deps.writer.store(
         {

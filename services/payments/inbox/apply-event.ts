@@ -50,8 +50,20 @@ export const handledTypes: ReadonlySet<string> = new Set([
   'charge.dispute.closed',
 ]);
 
-/** Stripe amounts are in the currency's minor unit; the ledger counts micro-units. */
-const microsPerCent = 10_000n;
+/**
+ * Stripe amounts are integers in the currency's smallest unit: cents for most currencies, the
+ * whole unit for zero-decimal ones (JPY, KRW, …), thousandths for three-decimal ones (BHD, …).
+ * The ledger counts micro-units of the whole unit. Lists from Stripe's currency documentation.
+ */
+const zeroDecimal = new Set(['BIF', 'CLP', 'DJF', 'GNF', 'JPY', 'KMF', 'KRW', 'MGA', 'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF']);
+const threeDecimal = new Set(['BHD', 'JOD', 'KWD', 'OMR', 'TND']);
+
+export function microsPerMinorUnit(currency: string): bigint {
+  const c = currency.toUpperCase();
+  if (zeroDecimal.has(c)) return 1_000_000n;
+  if (threeDecimal.has(c)) return 1_000n;
+  return 10_000n;
+}
 
 export async function applyStripeEvent(event: Stripe.Event, deps: ApplyDeps): Promise<ApplyOutcome> {
   try {
@@ -96,9 +108,10 @@ function idOf(value: string | { id: string } | null | undefined, field: string):
   park(`${field} is missing`);
 }
 
-function amount(value: unknown, field: string): bigint {
+/** A Stripe amount in `currency`'s smallest unit, as micros. */
+function amount(value: unknown, field: string, currency: unknown): bigint {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) park(`${field} is not a non-negative integer amount`);
-  return BigInt(value) * microsPerCent;
+  return BigInt(value) * microsPerMinorUnit(text(currency, 'currency'));
 }
 
 async function applyCheckout(session: Stripe.Checkout.Session, type: string, deps: ApplyDeps): Promise<ApplyOutcome> {
@@ -125,7 +138,7 @@ async function applyCheckout(session: Stripe.Checkout.Session, type: string, dep
     credits = drawn;
     if (opensAt) extra.lootbox_window_opens_at = opensAt.toISOString();
   }
-  const amountMicros = amount(session.amount_total, 'amount_total');
+  const amountMicros = amount(session.amount_total, 'amount_total', session.currency);
   if (amountMicros === 0n) return { kind: 'ignored', reason: 'amount_total is 0: nothing was paid' };
   const paymentIntent = idOf(session.payment_intent, 'payment_intent');
   const r = await deps.ledger.purchase(
@@ -163,7 +176,7 @@ async function applyInvoicePaid(invoice: Stripe.Invoice, deps: ApplyDeps): Promi
   if (!Number.isSafeInteger(line.period.start) || !Number.isSafeInteger(line.period.end) || line.period.end <= line.period.start) {
     park('the invoice line period is not a valid range');
   }
-  const amountMicros = amount(invoice.amount_paid, 'amount_paid');
+  const amountMicros = amount(invoice.amount_paid, 'amount_paid', invoice.currency);
   const subscriptionId = idOf(details.subscription, 'parent.subscription_details.subscription');
   const r = await deps.ledger.renewSubscription(
     {
@@ -185,7 +198,7 @@ async function applyInvoicePaid(invoice: Stripe.Invoice, deps: ApplyDeps): Promi
 }
 
 async function applyChargeRefunded(charge: Stripe.Charge, deps: ApplyDeps): Promise<ApplyOutcome> {
-  const refunded = amount(charge.amount_refunded, 'amount_refunded');
+  const refunded = amount(charge.amount_refunded, 'amount_refunded', charge.currency);
   if (refunded === 0n) return { kind: 'ignored', reason: 'amount_refunded is 0' };
   const paymentIntent = idOf(charge.payment_intent, 'payment_intent');
   try {
@@ -214,7 +227,7 @@ function disputeRefund(dispute: Stripe.Dispute, deps: ApplyDeps) {
     {
       idempotencyKey: `stripe:dp:${dispute.id}`,
       externalRef: paymentIntent,
-      amountMicros: amount(dispute.amount, 'amount'),
+      amountMicros: amount(dispute.amount, 'amount', dispute.currency),
       reason: RefundReason.REFUND_REASON_DISPUTE,
       metadata: { stripe_dispute: dispute.id, stripe_charge: idOf(dispute.charge, 'charge') },
     },
