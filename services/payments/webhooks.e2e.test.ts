@@ -311,15 +311,23 @@ describe('events that cannot apply', () => {
     const unknownType = event('customer.created', { id: 'cus_test_1', object: 'customer' });
     // Some objects have no id; such events are recorded too.
     const noObjectId = event('balance.available', { object: 'balance', available: [{ amount: 0, currency: 'usd' }], livemode: false });
+    // A NUL byte (which jsonb cannot store) in a signed event: stored all the same, then parked.
+    const nul = event('checkout.session.completed', paidSession('u-\u0000nul', 'studio-pack', 100));
     for (const e of [unknownPackage, noUser, unknownType, noObjectId]) await ok(p.deliver(e));
+    // Delivered together with good events, so it shares their insert batch.
+    const good = Array.from({ length: 5 }, () => event('checkout.session.completed', paidSession('u-nul-neighbour', 'starter-pack', 1999)));
+    await Promise.all([nul, ...good].map((e) => ok(p.deliver(e))));
+    await p.settled();
+    expect(await p.eventRow(nul.id)).toMatchObject({ status: 'PARKED', last_error: 'metadata.user_id is not a valid user id' });
+    for (const e of good) expect((await p.eventRow(e.id)).status).toBe('APPLIED');
     expect(await p.eventRow(noObjectId.id)).toMatchObject({ status: 'IGNORED' });
     await p.settled();
     expect(await p.eventRow(unknownPackage.id)).toMatchObject({ status: 'PARKED', last_error: expect.stringMatching(/no-such-pack/) });
     expect(await p.eventRow(noUser.id)).toMatchObject({ status: 'PARKED', last_error: expect.stringMatching(/metadata.user_id/) });
     expect(await p.eventRow(unknownType.id)).toMatchObject({ status: 'IGNORED', attempts: 0 });
     const metrics = await (await fetch(p.url('/metrics'))).text();
-    expect(metrics).toMatch(/payments_webhooks_parked_total\{type="checkout.session.completed"\} 2/);
-    expect(metrics).toMatch(/payments_inbox_parked 2/);
+    expect(metrics).toMatch(/payments_webhooks_parked_total\{type="checkout.session.completed"\} 3/);
+    expect(metrics).toMatch(/payments_inbox_parked 3/);
     expect(metrics).toMatch(/payments_webhooks_received_total\{type="customer.created",outcome="stored"\} 1/);
     expect(metrics).toMatch(/payments_ledger_call_seconds_count\{method="purchase",code="OK"\} \d+/);
     expect(metrics).toMatch(/payments_inbox_lag_seconds 0/);

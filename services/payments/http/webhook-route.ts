@@ -65,7 +65,7 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
           livemode: event.livemode === true,
           apiVersion: typeof event.api_version === 'string' ? event.api_version : null,
           createdAt: new Date((Number.isSafeInteger(event.created) ? event.created : 0) * 1000),
-          payload: raw.toString('utf8'),
+          payload: storablePayload(raw.toString('utf8')),
         },
         handledTypes.has(event.type) ? 'PENDING' : 'IGNORED',
       );
@@ -76,4 +76,14 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
       return reply.code(200).send({ received: true, duplicate: !stored });
     });
   });
+}
+
+/**
+ * PostgreSQL's jsonb cannot hold the character U+0000. A verified event whose JSON contains the
+ * escape `\u0000` (an odd number of backslashes before `u0000`) is stored with U+FFFD in its
+ * place, so the event is kept and applied (or parked) like any other instead of failing the
+ * delivery for ever.
+ */
+export function storablePayload(json: string): string {
+  return json.includes('\\u0000') ? json.replace(/(?<!\\)((?:\\\\)*)\\u0000/g, '$1\\ufffd') : json;
 }

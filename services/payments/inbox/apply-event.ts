@@ -101,6 +101,13 @@ function text(value: unknown, field: string): string {
   return value;
 }
 
+/** A user id from metadata: what a token's `sub` may be (1–128 characters, no control characters). */
+function userIdOf(value: unknown, field: string): string {
+  const id = text(value, field);
+  if (id.length > 128 || /[\p{Cc}\uFFFD]/u.test(id)) park(`${field} is not a valid user id`);
+  return id;
+}
+
 /** An expandable field (`string | Object`) as its id. */
 function idOf(value: string | { id: string } | null | undefined, field: string): string {
   if (typeof value === 'string' && value !== '') return value;
@@ -122,7 +129,7 @@ async function applyCheckout(session: Stripe.Checkout.Session, type: string, dep
     return { kind: 'ignored', reason: `payment_status is ${session.payment_status}; credits follow async_payment_succeeded` };
   }
   const metadata = session.metadata ?? {};
-  const userId = text(metadata.user_id, 'metadata.user_id');
+  const userId = userIdOf(metadata.user_id, 'metadata.user_id');
   const productId = text(metadata.package_id, 'metadata.package_id');
   const product = deps.catalog.product(productId);
   if (!product) park(`package "${productId}" is not in the catalog`);
@@ -164,7 +171,7 @@ async function applyInvoicePaid(invoice: Stripe.Invoice, deps: ApplyDeps): Promi
   const details = invoice.parent?.subscription_details;
   if (!details) park('parent.subscription_details is missing');
   const metadata = details.metadata ?? {};
-  const userId = text(metadata.user_id, 'parent.subscription_details.metadata.user_id');
+  const userId = userIdOf(metadata.user_id, 'parent.subscription_details.metadata.user_id');
   const planId = text(metadata.plan_id, 'parent.subscription_details.metadata.plan_id');
   const plan = deps.catalog.plan(planId);
   if (!plan) park(`plan "${planId}" is not in the catalog`);

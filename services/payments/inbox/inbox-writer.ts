@@ -32,21 +32,34 @@ export class InboxWriter {
     });
   }
 
+  #settle(batch: readonly Pending[], inserted: ReadonlySet<string>): void {
+    const claimed = new Set<string>();
+    for (const item of batch) {
+      const id = item.event.eventId;
+      item.resolve(inserted.has(id) && !claimed.has(id));
+      claimed.add(id);
+    }
+  }
+
   async #flush(): Promise<void> {
     this.#flushing = true;
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.batchMax);
       try {
-        const inserted = await this.inbox.storeMany(batch, this.clock.now());
-        const claimed = new Set<string>();
-        for (const item of batch) {
-          const id = item.event.eventId;
-          const mine = inserted.has(id) && !claimed.has(id);
-          claimed.add(id);
-          item.resolve(mine);
-        }
+        this.#settle(batch, await this.inbox.storeMany(batch, this.clock.now()));
       } catch (error) {
-        for (const item of batch) item.reject(error);
+        if (batch.length === 1) {
+          batch[0]!.reject(error);
+          continue;
+        }
+        // One event the database refuses must not fail the others of its batch: one by one.
+        for (const item of batch) {
+          try {
+            this.#settle([item], await this.inbox.storeMany([item], this.clock.now()));
+          } catch (itemError) {
+            item.reject(itemError);
+          }
+        }
       }
     }
     this.#flushing = false;
