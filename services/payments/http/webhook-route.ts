@@ -49,7 +49,7 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
         request.log.warn({ reason: (error as Error).message }, 'webhook signature rejected');
         return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `stripe-signature: ${(error as Error).message}` });
       }
-      if (typeof event.id !== 'string' || !/^evt_[A-Za-z0-9_]{1,250}$/.test(event.id) || typeof event.type !== 'string' || typeof event.data?.object !== 'object') {
+      if (typeof event.id !== 'string' || !/^evt_[A-Za-z0-9_]{1,250}$/.test(event.id) || typeof event.type !== 'string' || typeof event.data?.object !== 'object' || event.data.object === null) {
         deps.metrics.webhooksReceived.inc({ type: 'unknown', outcome: 'rejected' });
         return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: 'body: not a Stripe event (id, type, data.object)' });
       }
