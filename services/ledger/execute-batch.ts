@@ -155,8 +155,16 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
       ] as const),
     );
     // Reversals also need the accounts and lots they give back to, and the hold their
-    // reservation opened (an open one may not be reversed).
-    const mirroredIds = [...new Set([...reversible.values()].flatMap((e) => e.transfers.flatMap((t) => [t.debit, t.credit])))];
+    // reservation opened (an open one may not be reversed); a won dispute also the lot its
+    // refund names, whose bookkeeping it undoes even when no credits go back to it.
+    const mirroredIds = [
+      ...new Set(
+        [...reversible.values()].flatMap((e) => [
+          ...e.transfers.flatMap((t) => [t.debit, t.credit]),
+          ...(e.kind === 'REFUND' && e.metadata.lot_id !== undefined ? [BigInt(e.metadata.lot_id)] : []),
+        ]),
+      ),
+    ];
     const [mirrored, mirroredLots, reversedHolds] = await sendTogether(client, () =>
       settleAll([
         userAccounts(client, mirroredIds),

@@ -16,6 +16,7 @@ export const requestTypes = {
   consume: pb.ConsumeRequest,
   renewSubscription: pb.RenewSubscriptionRequest,
   refund: pb.RefundRequest,
+  reinstateDispute: pb.ReinstateDisputeRequest,
   reverse: pb.ReverseRequest,
   quote: pb.QuoteRequest,
   getBalance: pb.GetBalanceRequest,

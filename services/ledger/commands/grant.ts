@@ -75,6 +75,7 @@ export function newLot(state: LedgerState, fields: NewLotFields): LotState {
     entrySeq: state.nextSeq,
     refundedMicros: 0n,
     breakageMicros: 0n,
+    disputedMicros: 0n,
     expirySwept: false,
   };
 }

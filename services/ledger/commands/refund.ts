@@ -1,5 +1,5 @@
 import { invalid, LedgerError, notFound, refused } from '../domain/errors.js';
-import type { EntryDraft, LedgerState, TransferDraft } from '../domain/ledger-state.js';
+import type { EntryDraft, LedgerState, LotState, TransferDraft } from '../domain/ledger-state.js';
 import type { RefundCommand, RefundReason } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { breakageTransfers, creditTransfer, LotMoney, refundTransfers } from './spend.js';
@@ -7,18 +7,40 @@ import { breakageTransfers, creditTransfer, LotMoney, refundTransfers } from './
 export interface RefundInput {
   idempotencyKey: string;
   externalRef: string;
+  /** This refund's amount; 0 (proto's unset) when a target is given. */
   amountMicros: bigint;
+  /** The cumulative total refunds should reach; 0 (unset) for an incremental refund. */
+  refundedMicrosTarget?: bigint;
   reason: RefundReason | null;
   metadata?: Record<string, string>;
 }
 
 export function parseRefund(input: RefundInput): RefundCommand {
   if (input.reason === null) throw invalid('reason', 'is required (REFUND or DISPUTE)');
+  const idempotencyKey = v.idempotencyKey(input.idempotencyKey);
+  const externalRef = v.externalRef(input.externalRef);
+  const target = input.refundedMicrosTarget ?? 0n;
+  if (target === 0n) {
+    return {
+      kind: 'REFUND',
+      idempotencyKey,
+      externalRef,
+      amountMicros: v.amountMicros(input.amountMicros, 'amount_micros', true),
+      reason: input.reason,
+      metadata: v.metadata(input.metadata),
+    };
+  }
+  if (input.amountMicros !== 0n) {
+    throw invalid('refunded_micros_target', 'and amount_micros are exclusive: give this refund\'s amount or the total to reach, not both');
+  }
+  if (input.reason !== 'REFUND') {
+    throw invalid('refunded_micros_target', 'is only for reason REFUND (a dispute is not cumulative)');
+  }
   return {
     kind: 'REFUND',
-    idempotencyKey: v.idempotencyKey(input.idempotencyKey),
-    externalRef: v.externalRef(input.externalRef),
-    amountMicros: v.amountMicros(input.amountMicros, 'amount_micros', true),
+    idempotencyKey,
+    externalRef,
+    refundedMicrosTarget: v.amountMicros(target, 'refunded_micros_target', true),
     reason: input.reason,
     metadata: v.metadata(input.metadata),
   };
@@ -45,11 +67,12 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
   }
   const paid = lot.costBasisMicros;
   const refundedBefore = lot.refundedMicros;
-  const refundedAfter = refundedBefore + cmd.amountMicros;
+  const amountMicros = refundAmount(lot, cmd);
+  const refundedAfter = refundedBefore + amountMicros;
   if (refundedAfter > paid) {
     throw refused(
       'REFUND_EXCEEDS_PAYMENT',
-      `amount_micros: ${cmd.amountMicros} would refund ${refundedAfter} of a ${paid} ${lot.currency} purchase (${refundedBefore} refunded already)`,
+      `${cmd.amountMicros === undefined ? 'refunded_micros_target' : 'amount_micros'}: ${amountMicros} more would refund ${refundedAfter} of a ${paid} ${lot.currency} purchase (${refundedBefore} refunded or disputed already)`,
     );
   }
   const owed = (lot.grantedCredits * refundedAfter) / paid - (lot.grantedCredits * refundedBefore) / paid;
@@ -59,9 +82,9 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
 
   const money = new LotMoney(state);
   const deferredLeft = money.deferredLeft(lotId);
-  const fromDeferred = min(cmd.amountMicros, deferredLeft);
-  const fromBreakage = min(cmd.amountMicros - fromDeferred, lot.breakageMicros);
-  const fromRecognized = cmd.amountMicros - fromDeferred - fromBreakage;
+  const fromDeferred = min(amountMicros, deferredLeft);
+  const fromBreakage = min(amountMicros - fromDeferred, lot.breakageMicros);
+  const fromRecognized = amountMicros - fromDeferred - fromBreakage;
   const accounts = state.money(lot.currency);
   const platformLeg = (debit: bigint, amount: bigint): TransferDraft[] =>
     amount === 0n ? [] : [{ kind: 'POSTED', debit, credit: accounts.refunds, amount, unit: lot.currency!, pending: null }];
@@ -90,6 +113,9 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
       external_ref: cmd.externalRef,
       reason: cmd.reason,
       lot_id: lotId.toString(),
+      ...(cmd.refundedMicrosTarget === undefined
+        ? {}
+        : { refunded_micros_target: cmd.refundedMicrosTarget.toString(), amount_micros: amountMicros.toString() }),
       shortfall_credits: shortfall.toString(),
       from_deferred_micros: fromDeferred.toString(),
       from_breakage_micros: fromBreakage.toString(),
@@ -98,11 +124,36 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
     transfers,
     newAccounts: [],
     newLot: null,
-    lotUpdates: money.lotUpdates([{ ...lot, refundedMicros: refundedAfter }]),
+    lotUpdates: money.lotUpdates([
+      {
+        ...lot,
+        refundedMicros: refundedAfter,
+        disputedMicros: lot.disputedMicros + (cmd.reason === 'DISPUTE' ? amountMicros : 0n),
+      },
+    ]),
     reversesSeq: null,
     hold: null,
     result: { lotId, clawedBackCredits: clawed, shortfallCredits: shortfall, refundedMicrosTotal: refundedAfter },
   };
+}
+
+/**
+ * The money this refund pays back: its own amount, or what takes the purchase's refunds (not
+ * counting disputes) from their total so far up to the target. Computed here, inside the write
+ * batch that holds the user's lock, so two cumulative totals racing each other cannot both
+ * refund the same difference.
+ */
+function refundAmount(lot: LotState, cmd: RefundCommand): bigint {
+  if (cmd.amountMicros !== undefined) return cmd.amountMicros;
+  const target = cmd.refundedMicrosTarget!;
+  const refundedByRefunds = lot.refundedMicros - lot.disputedMicros;
+  if (target <= refundedByRefunds) {
+    throw refused(
+      'ALREADY_REFUNDED',
+      `refunded_micros_target: refunds of "${cmd.externalRef}" total ${refundedByRefunds} already, at or above ${target}`,
+    );
+  }
+  return target - refundedByRefunds;
 }
 
 function min(a: bigint, b: bigint): bigint {

@@ -1,5 +1,5 @@
 import { invalid, notFound, refused } from '../domain/errors.js';
-import type { EntryDraft, LedgerState, TransferDraft } from '../domain/ledger-state.js';
+import type { EntryDraft, LedgerState, LotState, ReversibleEntry, TransferDraft } from '../domain/ledger-state.js';
 import { flagNoOverdraft, type ReverseCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 
@@ -25,6 +25,23 @@ export function parseReverse(input: ReverseInput): ReverseCommand {
   return { kind: 'REVERSE', idempotencyKey: v.idempotencyKey(input.idempotencyKey), entrySeq: input.entryId, reason };
 }
 
+export interface ReinstateDisputeInput {
+  idempotencyKey: string;
+  entryId: bigint;
+}
+
+/** ReinstateDispute: a reversal restricted to DISPUTE refunds (the payments role may call it). */
+export function parseReinstateDispute(input: ReinstateDisputeInput): ReverseCommand {
+  if (typeof input.entryId !== 'bigint' || input.entryId <= 0n) throw invalid('entry_id', 'must be a positive entry id');
+  return {
+    kind: 'REVERSE',
+    idempotencyKey: v.idempotencyKey(input.idempotencyKey),
+    entrySeq: input.entryId,
+    reason: 'dispute won',
+    disputeWon: true,
+  };
+}
+
 /**
  * An admin correction: a new entry whose transfers mirror the posted effect of an earlier one
  * (debit and credit swapped), linked to it both ways (reverses_seq here; the original's
@@ -44,7 +61,8 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
   if (original.holdId !== null && original.kind === 'RESERVE' && state.hold(original.holdId)?.status === 'OPEN') {
     throw refused('HOLD_OPEN', `entry ${original.seq} reserved hold "${original.holdId}", which is still open`);
   }
-  if (!reversibleKinds.has(original.kind)) {
+  const dispute = cmd.disputeWon ? disputeRefund(state, original) : null;
+  if (!dispute && !reversibleKinds.has(original.kind)) {
     throw refused(
       'NOT_REVERSIBLE',
       `entry ${original.seq} is a ${original.kind}; only ${[...reversibleKinds].join(', ')} entries can be reversed (refunds, renewals and expiries have their own commands)`,
@@ -80,6 +98,21 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
     const lot = state.lot(t.credit);
     return state.isExpired(lot) && lot.expirySwept ? [{ ...lot, expirySwept: false }] : [];
   });
+  let result: EntryDraft['result'] = {};
+  if (dispute) {
+    // The lot's bookkeeping goes back with the money: the dispute no longer counts as refunded,
+    // and breakage regains what the dispute took from it and loses what the dispute's emptying
+    // of the lot sent there.
+    const lot = lotUpdates.find((l) => l.accountId === dispute.lot.accountId) ?? dispute.lot;
+    const updated = {
+      ...lot,
+      refundedMicros: lot.refundedMicros - dispute.amountMicros,
+      disputedMicros: lot.disputedMicros - dispute.amountMicros,
+      breakageMicros: lot.breakageMicros + dispute.breakageNetMicros,
+    };
+    lotUpdates.splice(0, lotUpdates.length, updated);
+    result = { reinstatedCredits: dispute.clawedCredits };
+  }
   return {
     kind: 'REVERSE',
     userId: original.userId,
@@ -87,13 +120,51 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
     effectiveAt: state.now,
     policyVersion: null,
     allocation: null,
-    metadata: { reverses_entry_id: original.seq.toString(), reversed_kind: original.kind, reason: cmd.reason },
+    metadata: {
+      reverses_entry_id: original.seq.toString(),
+      reversed_kind: original.kind,
+      reason: cmd.reason,
+      ...(dispute ? { lot_id: dispute.lot.accountId.toString(), external_ref: dispute.lot.externalRef ?? '' } : {}),
+    },
     transfers,
     newAccounts: [],
     newLot: null,
     lotUpdates,
     reversesSeq: original.seq,
     hold: null,
-    result: {},
+    result,
   };
+}
+
+interface DisputeRefund {
+  lot: LotState;
+  /** Money the dispute took: its legs into the platform's refunds account. */
+  amountMicros: bigint;
+  /** Credits the dispute clawed back from the lot. */
+  clawedCredits: bigint;
+  /** What undoing the dispute changes in the lot's breakage total: + taken from it, − sent to it. */
+  breakageNetMicros: bigint;
+}
+
+/**
+ * The DISPUTE refund `original` as a won dispute undoes it, or NOT_REVERSIBLE for any other
+ * entry. A refund entry records its reason and lot in its metadata; the amounts come from its
+ * transfers, so nothing but the journal decides them.
+ */
+function disputeRefund(state: LedgerState, original: ReversibleEntry): DisputeRefund {
+  if (original.kind !== 'REFUND' || original.metadata.reason !== 'DISPUTE' || original.metadata.lot_id === undefined) {
+    throw refused('NOT_REVERSIBLE', `entry ${original.seq} is a ${original.kind}${original.kind === 'REFUND' ? ` (${original.metadata.reason})` : ''}, not a dispute refund`);
+  }
+  const lot = state.lot(BigInt(original.metadata.lot_id));
+  const money = lot.currency === null ? null : state.money(lot.currency);
+  let amountMicros = 0n;
+  let clawedCredits = 0n;
+  let breakageNetMicros = 0n;
+  for (const t of original.transfers) {
+    if (money && t.credit === money.refunds) amountMicros += t.amount;
+    if (money && t.debit === money.breakage && t.credit === money.refunds) breakageNetMicros += t.amount;
+    if (money && t.debit === lot.deferredAccountId && t.credit === money.breakage) breakageNetMicros -= t.amount;
+    if (t.debit === lot.accountId && t.credit === state.platform.clawedBack) clawedCredits += t.amount;
+  }
+  return { lot, amountMicros, clawedCredits, breakageNetMicros };
 }

@@ -80,6 +80,7 @@ export function resultToJson(result: WriteResult): ResultJson {
   if (result.clawedBackCredits !== undefined) json.clawed_back_credits = result.clawedBackCredits.toString();
   if (result.shortfallCredits !== undefined) json.shortfall_credits = result.shortfallCredits.toString();
   if (result.refundedMicrosTotal !== undefined) json.refunded_micros_total = result.refundedMicrosTotal.toString();
+  if (result.reinstatedCredits !== undefined) json.reinstated_credits = result.reinstatedCredits.toString();
   return json;
 }
 
@@ -109,6 +110,8 @@ export function resultFromJson(json: ResultJson, replayed: boolean): WriteResult
   if (shortfall !== undefined) result.shortfallCredits = BigInt(shortfall);
   const refunded = str('refunded_micros_total');
   if (refunded !== undefined) result.refundedMicrosTotal = BigInt(refunded);
+  const reinstated = str('reinstated_credits');
+  if (reinstated !== undefined) result.reinstatedCredits = BigInt(reinstated);
   return result;
 }
 

@@ -49,6 +49,8 @@ export interface LotState {
   refundedMicros: bigint;
   /** Deferred money sent to breakage by this lot's expiries, less what refunds took back. */
   breakageMicros: bigint;
+  /** The part of refundedMicros that disputes took and no won dispute gave back. */
+  disputedMicros: bigint;
   expirySwept: boolean;
 }
 
@@ -102,6 +104,8 @@ export interface ReversibleEntry {
   holdId: string | null;
   reversesSeq: bigint | null;
   reversedBy: bigint | null;
+  /** Read by ReinstateDispute: a refund's reason and lot. */
+  metadata: Metadata;
   transfers: { kind: TransferKind; debit: bigint; credit: bigint; amount: bigint; unit: Unit }[];
 }
 

@@ -136,10 +136,18 @@ export interface ExpireCommand extends CommandBase {
 
 export type RefundReason = 'REFUND' | 'DISPUTE';
 
+/**
+ * A refund gives either its own amount or, for refunds only, the cumulative total to reach.
+ * Exactly one of the two is present; an absent one is left out of the object altogether, so
+ * an incremental refund hashes as it did before targets existed.
+ */
 export interface RefundCommand extends CommandBase {
   kind: 'REFUND';
   externalRef: string;
-  amountMicros: bigint;
+  /** This refund's amount. */
+  amountMicros?: bigint;
+  /** The total that refunds (reason REFUND, disputes apart) should reach; the ledger refunds the rest. */
+  refundedMicrosTarget?: bigint;
   reason: RefundReason;
   metadata: Metadata;
 }
@@ -148,6 +156,11 @@ export interface ReverseCommand extends CommandBase {
   kind: 'REVERSE';
   entrySeq: bigint;
   reason: string;
+  /**
+   * Set by ReinstateDispute: the entry must be a DISPUTE refund, and the lot's refund and
+   * dispute bookkeeping is undone with it. Absent for an admin Reverse (which refuses refunds).
+   */
+  disputeWon?: true;
 }
 
 export type Command =
@@ -181,6 +194,8 @@ export interface WriteResult {
   shortfallCredits?: bigint;
   /** Money refunded against the purchase so far, this refund included. */
   refundedMicrosTotal?: bigint;
+  /** Credits a won dispute gave back to the lot. */
+  reinstatedCredits?: bigint;
 }
 
 export interface TransferRecord {

@@ -21,7 +21,7 @@ const reads = ['GetBalance', 'Quote', 'GetEntry', 'ListEntries', 'StreamJournal'
 
 /** What each role may call (ledger README §6). Admin may call everything; Grant and Reverse are admin-only. */
 const allowed: Record<Exclude<Role, 'admin'>, ReadonlySet<string>> = {
-  payments: new Set(['Purchase', 'RenewSubscription', 'Refund', ...reads]),
+  payments: new Set(['Purchase', 'RenewSubscription', 'Refund', 'ReinstateDispute', ...reads]),
   worker: new Set(['Reserve', 'ExtendHold', 'Capture', 'Release', 'Consume', ...reads]),
   auditor: new Set([...reads]),
 };

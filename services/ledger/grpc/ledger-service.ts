@@ -14,7 +14,7 @@ import type { Command, WriteResult } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { parseRefund } from '../commands/refund.js';
 import { parseRenewSubscription } from '../commands/renew-subscription.js';
-import { parseReverse } from '../commands/reverse.js';
+import { parseReinstateDispute, parseReverse } from '../commands/reverse.js';
 import { readBalance, readQuote } from '../store/read-balance.js';
 import type { EntryReader } from '../store/read-entries.js';
 import type { WriteQueue } from '../write-queue.js';
@@ -98,6 +98,10 @@ export function ledgerServiceHandlers(deps: LedgerServiceDeps): Handlers<pb.Ledg
         refundedMicrosTotal: r.refundedMicrosTotal ?? 0n,
         replayed: r.replayed,
       };
+    },
+    async reinstateDispute(req, call) {
+      const r = await write(parseReinstateDispute(req), call);
+      return { entryId: r.entryId, reinstatedCredits: r.reinstatedCredits ?? 0n, replayed: r.replayed };
     },
     async reverse(req, call) {
       const r = await write(parseReverse(req), call);

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { resultFromJson, type ResultJson } from '../domain/canonical.js';
 import type { AccountState, HoldState, LotState, ReversibleEntry, StoredKey, Totals } from '../domain/ledger-state.js';
-import type { Bucket, EntryKind, HoldStatus, TransferKind } from '../domain/types.js';
+import type { Bucket, EntryKind, HoldStatus, Metadata, TransferKind } from '../domain/types.js';
 
 /**
  * The reads of one write batch, all inside its transaction. The order of the locking reads is
@@ -174,8 +174,9 @@ export async function reversibleEntries(client: pg.PoolClient, seqs: bigint[]): 
     hold_id: string | null;
     reverses_seq: string | null;
     reversed_by: string | null;
+    metadata: Metadata;
   }>(
-    `SELECT e.seq::text, e.kind, e.user_id, e.hold_id::text, e.reverses_seq::text, r.seq::text AS reversed_by
+    `SELECT e.seq::text, e.kind, e.user_id, e.hold_id::text, e.reverses_seq::text, r.seq::text AS reversed_by, e.metadata
        FROM entries e LEFT JOIN entries r ON r.reverses_seq = e.seq
       WHERE e.seq = ANY($1::bigint[])`,
     [keys],
@@ -202,6 +203,7 @@ export async function reversibleEntries(client: pg.PoolClient, seqs: bigint[]): 
       holdId: e.hold_id,
       reversesSeq: e.reverses_seq === null ? null : BigInt(e.reverses_seq),
       reversedBy: e.reversed_by === null ? null : BigInt(e.reversed_by),
+      metadata: e.metadata,
       transfers: transfers.rows
         .filter((t) => t.entry_seq === e.seq)
         .map((t) => ({
@@ -276,6 +278,7 @@ interface LotRow {
   period_start: Date | null;
   refunded_micros: string;
   breakage_micros: string;
+  disputed_micros: string;
   expiry_swept: boolean;
   code: string;
   flags: number;
@@ -294,7 +297,7 @@ interface LotRow {
 const lotColumns = `
   l.account_id::text, l.user_id, l.bucket, l.granted_credits::text, l.effective_at, l.expires_at,
   l.priority, l.cost_basis_micros::text, l.currency, l.deferred_account_id::text, l.external_ref,
-  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.expiry_swept,
+  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.disputed_micros::text, l.expiry_swept,
   a.code, a.flags, a.debits_posted::text, a.credits_posted::text, a.debits_pending::text,
   a.credits_pending::text, a.version::text,
   d.code AS d_code, d.flags AS d_flags, d.debits_posted::text AS d_debits_posted,
@@ -344,6 +347,7 @@ export async function loadLots(
       periodStart: r.period_start,
       refundedMicros: BigInt(r.refunded_micros),
       breakageMicros: BigInt(r.breakage_micros),
+      disputedMicros: BigInt(r.disputed_micros),
       expirySwept: r.expiry_swept,
     });
     accounts.push(
