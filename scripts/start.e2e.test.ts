@@ -73,6 +73,9 @@ describe('npm start', () => {
         HOME: process.env.HOME,
         DATABASE_URL: roles.urlAs(roles.app, db.url),
         DATABASE_MIGRATION_URL: roles.urlAs(roles.owner, db.url),
+        // The payments service keeps its own schema, outside the ledger roles' grants.
+        PAYMENTS_DATABASE_URL: db.url,
+        PAYMENTS_HTTP_ADDR: '127.0.0.1:0',
         LEDGER_CREDENTIALS: JSON.stringify(credentials),
         LEDGER_GRPC_ADDR: '127.0.0.1:0',
         LEDGER_DRAIN_GRACE_MS: '3000',
@@ -100,9 +103,9 @@ describe('npm start', () => {
         try {
           const parsed = JSON.parse(line) as Record<string, unknown>;
           lines.push(parsed);
-          if (parsed.msg === 'ready') {
+          if (parsed.msg === 'system ready') {
             clearTimeout(timer);
-            resolve(parsed.port as number);
+            resolve(Number(String(parsed.ledger).split(':')[1]));
           }
         } catch {
           stderr.push(line);

@@ -43,6 +43,12 @@ export const paymentsConfigSchema = z
     PAYMENTS_LEDGER_TIMEOUT_MS: intFromEnv(10_000, 100, 120_000),
     PAYMENTS_DB_POOL_SIZE: intFromEnv(10, 2, 100),
     PAYMENTS_DRAIN_GRACE_MS: intFromEnv(10_000, 0, 600_000),
+    /** A local system's sign-in page (GET /dev/sign-in); never next to a live Stripe key. */
+    PAYMENTS_DEV_SIGN_IN: z.enum(['0', '1']).default('0'),
+  })
+  .refine((e) => !(e.PAYMENTS_DEV_SIGN_IN === '1' && /_live_/.test(e.STRIPE_SECRET_KEY)), {
+    path: ['PAYMENTS_DEV_SIGN_IN'],
+    message: 'must not be on with a live Stripe key',
   })
   .refine((e) => e.PAYMENTS_RETRY_BASE_MS <= e.PAYMENTS_RETRY_MAX_MS, {
     path: ['PAYMENTS_RETRY_BASE_MS'],
@@ -67,6 +73,7 @@ export interface PaymentsConfig {
   ledgerTimeoutMs: number;
   dbPoolSize: number;
   drainGraceMs: number;
+  devSignIn: boolean;
 }
 
 export interface InboxApplyOptions {
@@ -105,5 +112,6 @@ export function parsePaymentsConfig(env: Record<string, string | undefined>): Pa
     ledgerTimeoutMs: e.PAYMENTS_LEDGER_TIMEOUT_MS,
     dbPoolSize: e.PAYMENTS_DB_POOL_SIZE,
     drainGraceMs: e.PAYMENTS_DRAIN_GRACE_MS,
+    devSignIn: e.PAYMENTS_DEV_SIGN_IN === '1',
   };
 }

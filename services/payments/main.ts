@@ -83,6 +83,7 @@ export async function startPayments(
     writer: new InboxWriter(store, clock),
     metrics,
     onStored: () => applier.wake(),
+    ...(config.devSignIn ? { devSignIn: { secret: config.authJwtSecret } } : {}),
   });
   const [host, portText] = splitHostPort(config.httpAddr);
   await app.listen({ host, port: Number(portText) });

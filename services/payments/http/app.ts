@@ -11,6 +11,7 @@ import type { InboxWriter } from '../inbox/inbox-writer.js';
 import type { PaymentsMetrics } from '../metrics.js';
 import { readBalance, registerApiRoutes, type BalanceView } from './api-routes.js';
 import { HttpError } from './http-error.js';
+import { registerDevSignIn } from './dev-sign-in.js';
 import { registerOpsRoutes } from './ops-routes.js';
 import { renderPurchasePage } from './purchase-page.js';
 import type { UserAuth } from './user-auth.js';
@@ -30,6 +31,8 @@ export interface AppDeps {
   writer: InboxWriter;
   metrics: PaymentsMetrics;
   onStored: () => void;
+  /** The local system's sign-in page, with the HS256 secret it signs with. */
+  devSignIn?: { secret: string };
 }
 
 /** JSON request bodies of the API are small; webhooks have their own 1 MiB limit. */
@@ -73,6 +76,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await registerWebhookRoute(app, deps);
   registerApiRoutes(app, deps);
   registerOpsRoutes(app, deps);
+  if (deps.devSignIn) registerDevSignIn(app, { secret: deps.devSignIn.secret, clock: deps.clock });
 
   app.get<{ Querystring: { checkout?: string } }>('/credits/purchase', async (request, reply) => {
     const token = /(?:^|;\s*)access_token=([^;]*)/.exec(request.headers.cookie ?? '')?.[1];

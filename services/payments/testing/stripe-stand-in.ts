@@ -67,7 +67,18 @@ export function parseStripeForm(body: string): Record<string, unknown> {
 
 const secretKeyPattern = /^Bearer (sk|rk)_test_\w+$/;
 
-export async function startStripeStandIn(): Promise<StripeStandIn> {
+export interface StandInOptions {
+  /**
+   * Where "Pay" on the hosted checkout page delivers the events (a local checkout for `npm
+   * start`): the payments service's webhook URL and its endpoint secret. Without it the page
+   * only shows the session, and tests complete sessions themselves.
+   */
+  webhook?: { url: string; secret: string };
+  /** Listen port (0, the default, lets the OS pick). */
+  port?: number;
+}
+
+export async function startStripeStandIn(standIn: StandInOptions = {}): Promise<StripeStandIn> {
   const sessions = new Map<string, StandInSession>();
   const requests: StripeStandIn['requests'] = [];
   const stripe = new Stripe('sk_test_stand_in_signer');
@@ -125,12 +136,37 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       return;
     }
     const total = Number(s.amount_total);
+    const paid = s.payment_status === 'paid';
+    const payForm =
+      standIn.webhook && !paid
+        ? `<form method="post" action="/c/pay/${id}"><button type="submit" data-testid="pay">Pay</button></form>`
+        : paid
+          ? '<p data-testid="paid">Paid.</p>'
+          : '';
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
     res.end(`<!doctype html><html><head><title>Checkout</title></head><body>
       <h1 data-testid="checkout-title">Stripe Checkout (stand-in)</h1>
       <p>Session <code data-testid="session-id">${id}</code></p>
       <p>Pay <strong data-testid="amount">${(total / 100).toFixed(2)} ${String(s.currency).toUpperCase()}</strong></p>
+      ${payForm}
       </body></html>`);
+  };
+
+  /** "Pay": completes the session as Stripe would, delivers its signed events, returns to the shop. */
+  const pay = async (id: string, res: ServerResponse) => {
+    const entry = sessions.get(id);
+    if (!standIn.webhook || !entry) {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end('<h1>Checkout session not found</h1>');
+      return;
+    }
+    if (entry.session.payment_status !== 'paid') {
+      const { events } = handle.complete(id);
+      await handle.deliver(standIn.webhook.url, standIn.webhook.secret, events);
+    }
+    const back = typeof entry.session.success_url === 'string' ? entry.session.success_url.replace('{CHECKOUT_SESSION_ID}', id) : `/c/pay/${id}`;
+    res.writeHead(303, { location: back });
+    res.end();
   };
 
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -143,6 +179,13 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       requests.push({ method: req.method ?? '', path: url.pathname, form });
       const page = /^\/c\/pay\/(cs_[\w]+)$/.exec(url.pathname);
       if (req.method === 'GET' && page) return checkoutPage(page[1]!, res);
+      if (req.method === 'POST' && page) {
+        pay(page[1]!, res).catch((error: unknown) => {
+          res.writeHead(502, { 'content-type': 'text/plain' });
+          res.end(`delivering the webhooks failed: ${(error as Error).message}`);
+        });
+        return;
+      }
       if (!secretKeyPattern.test(req.headers.authorization ?? '')) {
         return fail(res, 401, 'invalid_request_error', 'Invalid API Key provided.');
       }
@@ -159,10 +202,10 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
       fail(res, 404, 'invalid_request_error', `Unrecognized request URL (${req.method}: ${url.pathname}).`);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(standIn.port ?? 0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-  return {
+  const handle: StripeStandIn = {
     url: base,
     sessions,
     requests,
@@ -194,5 +237,6 @@ export async function startStripeStandIn(): Promise<StripeStandIn> {
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+  return handle;
 }
 
