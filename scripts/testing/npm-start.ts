@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * `npm start` as a newcomer runs it, in a child process of its own process group, configured
+ * only by the environment; ready when it logs `{"msg":"system ready"}` with every service's
+ * address. Stopped as a supervisor stops it: SIGTERM to the npm process itself.
+ */
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface RunningSystem {
+  child: ChildProcess;
+  /** Parsed JSON log lines. */
+  lines: Record<string, unknown>[];
+  /** Non-JSON output (npm's, stderr). */
+  other: string[];
+  ready: Record<string, unknown>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Every process below npm, read from /proc. */
+  descendants(): number[];
+  /** SIGKILL to the whole process group (a failing test's cleanup). */
+  kill(): void;
+}
+
+export async function startSystem(env: Record<string, string>, readyTimeoutMs = 60_000): Promise<RunningSystem> {
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: root,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const lines: Record<string, unknown>[] = [];
+  const other: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const kill = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  };
+  let ready: Record<string, unknown>;
+  try {
+    ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`npm start not ready in ${readyTimeoutMs} ms:\n${other.slice(-30).join('\n')}`)), readyTimeoutMs);
+      void exited.then(() => reject(new Error(`npm start exited before ready:\n${[...other, ...lines.map((l) => JSON.stringify(l))].slice(-30).join('\n')}`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          lines.push(parsed);
+          if (parsed.msg === 'system ready') {
+            clearTimeout(timer);
+            resolve(parsed);
+          }
+        } catch {
+          other.push(line);
+        }
+      });
+      createInterface({ input: child.stderr! }).on('line', (line) => other.push(line));
+    });
+  } catch (error) {
+    kill();
+    throw error;
+  }
+  return {
+    child,
+    lines,
+    other,
+    ready,
+    exited,
+    kill,
+    descendants() {
+      const out: number[] = [];
+      const visit = (p: number) => {
+        let children: string;
+        try {
+          children = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8');
+        } catch {
+          return;
+        }
+        for (const c of children.trim().split(/\s+/).filter(Boolean).map(Number)) {
+          out.push(c);
+          visit(c);
+        }
+      };
+      visit(child.pid!);
+      return out;
+    },
+  };
+}
+
+export const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
