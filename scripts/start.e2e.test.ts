@@ -41,6 +41,7 @@ describe('npm start', () => {
       PAYMENTS_HTTP_ADDR: '127.0.0.1:0',
       LEDGER_CREDENTIALS: JSON.stringify(credentials),
       LEDGER_GRPC_ADDR: '127.0.0.1:0',
+      LEDGER_METRICS_ADDR: '127.0.0.1:0',
       LEDGER_DRAIN_GRACE_MS: '3000',
       DATA_DIR: dataDir,
     });

@@ -38,6 +38,7 @@ describe('the whole product through a browser', () => {
       PAYMENTS_APPLY_PERIOD_MS: '100',
       LEDGER_CREDENTIALS: JSON.stringify(credentials),
       LEDGER_GRPC_ADDR: '127.0.0.1:0',
+      LEDGER_METRICS_ADDR: '127.0.0.1:0',
       DATA_DIR: dataDir,
     });
     browser = await chromium.launch({

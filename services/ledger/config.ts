@@ -18,6 +18,8 @@ const credentialSchema = z.object({
 export const ledgerConfigSchema = z.object({
   DATABASE_URL: z.string().url(),
   LEDGER_GRPC_ADDR: hostPort('127.0.0.1:50051'),
+  /** Prometheus /metrics over HTTP; empty turns it off. */
+  LEDGER_METRICS_ADDR: z.union([z.literal(''), hostPort('127.0.0.1:9464')]).default('127.0.0.1:9464'),
   LEDGER_CREDENTIALS: z
     .string()
     .transform((raw, ctx) => {
@@ -79,6 +81,8 @@ export type LedgerConfigEnv = z.infer<typeof ledgerConfigSchema>;
 export interface LedgerConfig {
   databaseUrl: string;
   grpcAddr: string;
+  /** null: no metrics endpoint. */
+  metricsAddr: string | null;
   credentials: Credential[];
   currencies: string[];
   batchSizeMax: number;
@@ -111,6 +115,7 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
   return {
     databaseUrl: c.DATABASE_URL,
     grpcAddr: c.LEDGER_GRPC_ADDR,
+    metricsAddr: c.LEDGER_METRICS_ADDR === '' ? null : c.LEDGER_METRICS_ADDR,
     credentials: c.LEDGER_CREDENTIALS,
     currencies: c.LEDGER_CURRENCIES,
     batchSizeMax: c.LEDGER_BATCH_SIZE_MAX,

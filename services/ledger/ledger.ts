@@ -1,3 +1,4 @@
+import { status as grpcStatus } from '@grpc/grpc-js';
 import type pg from 'pg';
 import type { Clock } from '../lib/clock.js';
 import { createPrisma, type PrismaClient } from '../lib/db.js';
@@ -11,13 +12,14 @@ import { ledgerServiceHandlers } from './grpc/ledger-service.js';
 import { GrpcServer, type ServiceBinding } from './grpc/server.js';
 import { ExpirySweeper } from './expiry-sweeper.js';
 import { HealthMonitor } from './health-monitor.js';
+import { LedgerMetrics } from './metrics.js';
 import { HoldSweeper } from './hold-sweeper.js';
 import { BatchConnection } from './store/batch-connection.js';
 import { ensurePlatformAccounts } from './store/platform-accounts.js';
 import { EntryReader } from './store/read-entries.js';
 import { WriteQueue } from './write-queue.js';
 
-export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize' | 'dbTimeouts'>;
+export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize' | 'dbTimeouts' | 'metricsAddr'>;
 
 export interface LedgerDeps {
   /** Reads, Prisma and the sweepers' queries. */
@@ -39,6 +41,8 @@ export class Ledger {
   readonly sweeper: HoldSweeper;
   readonly expirySweeper: ExpirySweeper;
   readonly health: HealthMonitor;
+  readonly metrics: LedgerMetrics;
+  #serving = false;
   readonly grpc: GrpcServer;
   readonly prisma: PrismaClient;
   readonly platform: PlatformAccounts;
@@ -61,6 +65,10 @@ export class Ledger {
       batchSizeMax: options.batchSizeMax,
       queueLengthMax: options.queueLengthMax,
       onIdle: () => connection.release(),
+      onBatch: (size, seconds) => {
+        this.metrics.batchSize.observe(size);
+        this.metrics.batchSeconds.observe(seconds);
+      },
     });
     this.sweeper = new HoldSweeper({
       pool,
@@ -93,7 +101,23 @@ export class Ledger {
         handlers: handlers as unknown as ServiceBinding['handlers'],
       },
     ];
-    this.grpc = new GrpcServer({ auth: new Authenticator(options.credentials), log }, services);
+    this.metrics = new LedgerMetrics({
+      pool,
+      queueLength: () => this.queue.length,
+      serving: () => this.#serving,
+      clockSkewMs: () => this.health.skewMs,
+    });
+    this.grpc = new GrpcServer(
+      {
+        auth: new Authenticator(options.credentials),
+        log,
+        onCallEnd: (method, code, seconds) => {
+          this.metrics.calls.inc({ method, code: grpcStatus[code] ?? String(code) });
+          this.metrics.callSeconds.observe({ method }, seconds);
+        },
+      },
+      services,
+    );
     this.health = new HealthMonitor({
       pool,
       clock,
@@ -102,7 +126,10 @@ export class Ledger {
       writerStuckMs: options.writerStuckMs,
       clockSkewMsMax: options.clockSkewMsMax,
       batchAgeMs: () => this.queue.batchAgeMs(),
-      setServing: (serving) => this.grpc.setServing(serving),
+      setServing: (serving) => {
+        this.#serving = serving;
+        this.grpc.setServing(serving);
+      },
     });
   }
 
@@ -118,6 +145,7 @@ export class Ledger {
   /** Listens on the configured address (or `address`), starts the sweeper, returns the port. */
   async start(address = this.#deps.options.grpcAddr, sweeper = true): Promise<number> {
     this.#port = await this.grpc.listen(address);
+    this.#serving = true;
     this.health.start();
     if (sweeper) {
       this.sweeper.start();
@@ -133,6 +161,7 @@ export class Ledger {
    */
   async stop(): Promise<void> {
     await this.health.stop();
+    this.#serving = false;
     await this.sweeper.stop();
     await this.expirySweeper.stop();
     await this.grpc.drain(this.#deps.options.drainGraceMs);

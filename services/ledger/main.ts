@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { systemClock } from '../lib/clock.js';
 import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { startMetricsServer } from '../lib/metrics-server.js';
 import { exitOnSignal } from '../lib/signals.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
@@ -12,6 +13,8 @@ import { roleWarning } from './store/db-roles.js';
 export interface RunningLedger {
   ledger: Ledger;
   port: number;
+  /** The Prometheus endpoint's port, null when LEDGER_METRICS_ADDR is empty. */
+  metricsPort: number | null;
   /** Drains the server and the write queue, then closes the database pool. */
   stop(): Promise<void>;
   /** How long stop() may take in all: the drain grace plus a second to close. */
@@ -37,14 +40,17 @@ export async function startLedger(
   if (roleProblem) log.warn({ problem: roleProblem }, 'database role');
   const ledger = await Ledger.create({ pool, writePool, clock: systemClock, log, options: config });
   const port = await ledger.start();
+  const metrics = config.metricsAddr ? await startMetricsServer(config.metricsAddr, ledger.metrics.registry, log) : null;
   // One line that supervisors and tests wait for, whatever LOG_LEVEL says.
-  log.child({}, { level: 'info' }).info({ port }, 'ready');
+  log.child({}, { level: 'info' }).info({ port, metricsPort: metrics?.port ?? null }, 'ready');
   return {
     ledger,
     port,
+    metricsPort: metrics?.port ?? null,
     stopDeadlineMs: config.drainGraceMs + 1_000,
     async stop() {
       await ledger.stop();
+      await metrics?.close();
       await Promise.all([closePool(pool), closePool(writePool)]);
     },
   };

@@ -10,6 +10,8 @@ export interface WriteQueueOptions {
   queueLengthMax: number;
   /** Called when the queue runs out of work (the writer then returns its connection). */
   onIdle?: () => void;
+  /** Called after each batch with its size and how long it took to commit (metrics). */
+  onBatch?: (size: number, seconds: number) => void;
 }
 
 interface Waiting {
@@ -104,10 +106,15 @@ export class WriteQueue {
       this.#batchStartedMs = null;
       return Promise.resolve([]);
     }
-    this.#batchStartedMs = performance.now();
+    const startedMs = performance.now();
+    this.#batchStartedMs = startedMs;
+    const report = (outcomes: Outcome[]) => {
+      this.#options.onBatch?.(batch.length, (performance.now() - startedMs) / 1000);
+      return outcomes;
+    };
     const failAll = (error: unknown): Outcome[] => batch.map(() => ({ ok: false as const, error: error as Error }));
     try {
-      return this.#options.execute(batch.map((w) => w.item)).catch(failAll);
+      return this.#options.execute(batch.map((w) => w.item)).catch(failAll).then(report);
     } catch (error) {
       // An executor that throws instead of rejecting must not leave the queue running forever.
       return Promise.resolve(failAll(error));

@@ -57,6 +57,8 @@ function reflectedFiles(): ConstructorParameters<typeof ReflectionService>[0] {
 export interface GrpcServerOptions {
   auth: Authenticator;
   log: Logger;
+  /** Called when a call ends, with its method, gRPC status code and duration (metrics). */
+  onCallEnd?: (method: string, code: grpc.status, seconds: number) => void;
 }
 
 type AnyHandler = (request: never, call: CallContext, sink: StreamSink<unknown>) => Promise<unknown>;
@@ -75,6 +77,7 @@ export class GrpcServer {
   readonly server: grpc.Server;
   readonly health: HealthImplementation;
   readonly #log: Logger;
+  readonly #onCallEnd: NonNullable<GrpcServerOptions['onCallEnd']>;
   readonly #serviceNames: string[] = [];
   /** Aborted by drain(), so that endless streams end instead of holding the drain up. */
   readonly #draining = new AbortController();
@@ -84,6 +87,7 @@ export class GrpcServer {
     services: ServiceBinding[],
   ) {
     this.#log = options.log;
+    this.#onCallEnd = options.onCallEnd ?? (() => {});
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': requestBytesMax,
       'grpc.keepalive_permit_without_calls': 1,
@@ -161,8 +165,14 @@ export class GrpcServer {
 
   #serverStream(method: string, handler: AnyHandler, auth: Authenticator): grpc.handleServerStreamingCall<unknown, unknown> {
     const log = this.#log;
+    const onEnd = this.#onCallEnd;
     return (call) => {
-      const fail = (error: unknown) => call.emit('error', toServiceError(error, log, method));
+      const startedMs = performance.now();
+      const fail = (error: unknown) => {
+        const serviceError = toServiceError(error, log, method);
+        onEnd(method, serviceError.code ?? grpc.status.UNKNOWN, (performance.now() - startedMs) / 1000);
+        call.emit('error', serviceError);
+      };
       let context: CallContext;
       try {
         context = this.#admit(method, auth, call);
@@ -189,28 +199,36 @@ export class GrpcServer {
             signal.addEventListener('abort', done);
           }),
       };
-      handler(call.request as never, context, sink).then(
-        () => call.end(),
-        (error: unknown) => (cancelled.signal.aborted ? call.end() : fail(error)),
-      );
+      const end = () => {
+        onEnd(method, grpc.status.OK, (performance.now() - startedMs) / 1000);
+        call.end();
+      };
+      handler(call.request as never, context, sink).then(end, (error: unknown) => (cancelled.signal.aborted ? end() : fail(error)));
     };
   }
 
   #unary(method: string, handler: AnyHandler, auth: Authenticator): grpc.handleUnaryCall<unknown, unknown> {
     const log = this.#log;
     const noSink: StreamSink<unknown> = { write: async () => {}, signal: new AbortController().signal };
+    const onEnd = this.#onCallEnd;
     return (call, callback) => {
+      const startedMs = performance.now();
+      const fail = (error: unknown) => {
+        const serviceError = toServiceError(error, log, method);
+        onEnd(method, serviceError.code ?? grpc.status.UNKNOWN, (performance.now() - startedMs) / 1000);
+        callback(serviceError as grpc.ServiceError);
+      };
       let context: CallContext;
       try {
         context = this.#admit(method, auth, call);
       } catch (error) {
-        callback(toServiceError(error, log, method) as grpc.ServiceError);
+        fail(error);
         return;
       }
-      handler(call.request as never, context, noSink).then(
-        (response) => callback(null, response),
-        (error: unknown) => callback(toServiceError(error, log, method) as grpc.ServiceError),
-      );
+      handler(call.request as never, context, noSink).then((response) => {
+        onEnd(method, grpc.status.OK, (performance.now() - startedMs) / 1000);
+        callback(null, response);
+      }, fail);
     };
   }
 }

@@ -35,6 +35,8 @@ export interface ChildLedger {
   readonly pid: number;
   readonly port: number;
   readonly address: string;
+  /** The Prometheus endpoint's port. */
+  readonly metricsPort: number | null;
   /** Parsed JSON log lines (the last 5 000), for assertions and for diagnostics. */
   readonly logs: Record<string, unknown>[];
   /** Non-JSON output and stderr (the last 500 lines). */
@@ -68,6 +70,7 @@ export async function startChildLedger(options: ChildLedgerOptions): Promise<Chi
   Object.assign(env, {
     DATABASE_URL: options.databaseUrl,
     LEDGER_GRPC_ADDR: `127.0.0.1:${options.port ?? 0}`,
+    LEDGER_METRICS_ADDR: '127.0.0.1:0',
     LEDGER_CREDENTIALS: JSON.stringify(options.credentials),
     LEDGER_CURRENCIES: (options.currencies ?? ['USD', 'EUR']).join(','),
     LOG_LEVEL: process.env.CHILD_LEDGER_LOG_LEVEL ?? 'info',
@@ -93,6 +96,7 @@ export async function startChildLedger(options: ChildLedgerOptions): Promise<Chi
   });
 
   let onReady: ((port: number) => void) | null = null;
+  let metricsPort: number | null = null;
   createInterface({ input: child.stdout! }).on('line', (line) => {
     let parsed: Record<string, unknown> | null = null;
     try {
@@ -102,7 +106,10 @@ export async function startChildLedger(options: ChildLedgerOptions): Promise<Chi
       return;
     }
     keep(logs, parsed, 5_000);
-    if (parsed.msg === 'ready' && typeof parsed.port === 'number' && onReady) onReady(parsed.port);
+    if (parsed.msg === 'ready' && typeof parsed.port === 'number' && onReady) {
+      if (typeof parsed.metricsPort === 'number') metricsPort = parsed.metricsPort;
+      onReady(parsed.port);
+    }
   });
   createInterface({ input: child.stderr! }).on('line', (line) => keep(stderr, line, 500));
 
@@ -135,6 +142,7 @@ export async function startChildLedger(options: ChildLedgerOptions): Promise<Chi
     pid: child.pid!,
     port,
     address: `127.0.0.1:${port}`,
+    metricsPort,
     logs,
     stderr,
     exited,
