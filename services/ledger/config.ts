@@ -18,6 +18,10 @@ const credentialSchema = z.object({
 export const ledgerConfigSchema = z.object({
   DATABASE_URL: z.string().url(),
   LEDGER_GRPC_ADDR: hostPort('127.0.0.1:50051'),
+  /** Server TLS: PEM files. Both or neither; with LEDGER_TLS_CLIENT_CA clients must present a certificate it signed (mTLS). */
+  LEDGER_TLS_CERT: z.string().min(1).optional(),
+  LEDGER_TLS_KEY: z.string().min(1).optional(),
+  LEDGER_TLS_CLIENT_CA: z.string().min(1).optional(),
   /** Prometheus /metrics over HTTP; empty turns it off. */
   LEDGER_METRICS_ADDR: z.union([z.literal(''), hostPort('127.0.0.1:9464')]).default('127.0.0.1:9464'),
   LEDGER_CREDENTIALS: z
@@ -83,6 +87,8 @@ export interface LedgerConfig {
   grpcAddr: string;
   /** null: no metrics endpoint. */
   metricsAddr: string | null;
+  /** PEM file paths; null: plaintext (the default, meant for loopback addresses only). */
+  tlsFiles: { cert: string; key: string; clientCa: string | null } | null;
   credentials: Credential[];
   currencies: string[];
   batchSizeMax: number;
@@ -109,6 +115,12 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
   if (c.LEDGER_HOLD_TTL_MS_DEFAULT > c.LEDGER_HOLD_TTL_MS_MAX) {
     throw new Error('invalid ledger configuration: LEDGER_HOLD_TTL_MS_DEFAULT exceeds LEDGER_HOLD_TTL_MS_MAX');
   }
+  if (Boolean(c.LEDGER_TLS_CERT) !== Boolean(c.LEDGER_TLS_KEY)) {
+    throw new Error('invalid ledger configuration: LEDGER_TLS_CERT and LEDGER_TLS_KEY go together');
+  }
+  if (c.LEDGER_TLS_CLIENT_CA && !c.LEDGER_TLS_CERT) {
+    throw new Error('invalid ledger configuration: LEDGER_TLS_CLIENT_CA needs LEDGER_TLS_CERT and LEDGER_TLS_KEY');
+  }
   if (c.LEDGER_HOLD_TTL_MS_MAX > c.LEDGER_HOLD_LIFETIME_MS_MAX) {
     throw new Error('invalid ledger configuration: LEDGER_HOLD_TTL_MS_MAX exceeds LEDGER_HOLD_LIFETIME_MS_MAX');
   }
@@ -116,6 +128,7 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     databaseUrl: c.DATABASE_URL,
     grpcAddr: c.LEDGER_GRPC_ADDR,
     metricsAddr: c.LEDGER_METRICS_ADDR === '' ? null : c.LEDGER_METRICS_ADDR,
+    tlsFiles: c.LEDGER_TLS_CERT && c.LEDGER_TLS_KEY ? { cert: c.LEDGER_TLS_CERT, key: c.LEDGER_TLS_KEY, clientCa: c.LEDGER_TLS_CLIENT_CA ?? null } : null,
     credentials: c.LEDGER_CREDENTIALS,
     currencies: c.LEDGER_CURRENCIES,
     batchSizeMax: c.LEDGER_BATCH_SIZE_MAX,

@@ -9,7 +9,7 @@ import type { PlatformAccounts } from './domain/ledger-state.js';
 import { executeBatch } from './execute-batch.js';
 import { Authenticator } from './grpc/auth.js';
 import { ledgerServiceHandlers } from './grpc/ledger-service.js';
-import { GrpcServer, type ServiceBinding } from './grpc/server.js';
+import { GrpcServer, type ServerTls, type ServiceBinding } from './grpc/server.js';
 import { ExpirySweeper } from './expiry-sweeper.js';
 import { HealthMonitor } from './health-monitor.js';
 import { LedgerMetrics } from './metrics.js';
@@ -19,7 +19,10 @@ import { ensurePlatformAccounts } from './store/platform-accounts.js';
 import { EntryReader } from './store/read-entries.js';
 import { WriteQueue } from './write-queue.js';
 
-export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize' | 'dbTimeouts' | 'metricsAddr'>;
+export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize' | 'dbTimeouts' | 'metricsAddr' | 'tlsFiles'> & {
+  /** Server TLS material (PEM); absent: plaintext. */
+  tls?: ServerTls | null;
+};
 
 export interface LedgerDeps {
   /** Reads, Prisma and the sweepers' queries. */
@@ -144,7 +147,7 @@ export class Ledger {
 
   /** Listens on the configured address (or `address`), starts the sweeper, returns the port. */
   async start(address = this.#deps.options.grpcAddr, sweeper = true): Promise<number> {
-    this.#port = await this.grpc.listen(address);
+    this.#port = await this.grpc.listen(address, this.#deps.options.tls ?? null);
     this.#serving = true;
     this.health.start();
     if (sweeper) {

@@ -1,5 +1,6 @@
 // The ledger's composition root: parse the configuration once, build the dependencies, serve,
 // and drain on SIGTERM/SIGINT.
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { systemClock } from '../lib/clock.js';
 import { closePool, createPool } from '../lib/db.js';
@@ -38,7 +39,14 @@ export async function startLedger(
   }
   const roleProblem = await roleWarning(pool);
   if (roleProblem) log.warn({ problem: roleProblem }, 'database role');
-  const ledger = await Ledger.create({ pool, writePool, clock: systemClock, log, options: config });
+  const tls = config.tlsFiles
+    ? {
+        certPem: readFileSync(config.tlsFiles.cert),
+        keyPem: readFileSync(config.tlsFiles.key),
+        clientCaPem: config.tlsFiles.clientCa ? readFileSync(config.tlsFiles.clientCa) : null,
+      }
+    : null;
+  const ledger = await Ledger.create({ pool, writePool, clock: systemClock, log, options: { ...config, tls } });
   const port = await ledger.start();
   const metrics = config.metricsAddr ? await startMetricsServer(config.metricsAddr, ledger.metrics.registry, log) : null;
   // One line that supervisors and tests wait for, whatever LOG_LEVEL says.

@@ -2,7 +2,7 @@
 // dependencies, serve HTTP, apply the webhook inbox, and drain on SIGTERM/SIGINT.
 import { pathToFileURL } from 'node:url';
 import Stripe from 'stripe';
-import { createLedgerClient, type LedgerClient } from '../ledger/client/index.js';
+import { createLedgerClient, ledgerClientTlsFromEnv, type LedgerClient } from '../ledger/client/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -63,7 +63,8 @@ export async function startPayments(
   pool.on('error', (error: Error & { code?: string }) => log.warn({ code: error.code, error: error.message }, 'idle database connection failed'));
   const store = new InboxStore(pool);
   const metrics = new PaymentsMetrics(() => store.stats(clock.now()));
-  const ledgerClient: LedgerClient = createLedgerClient(config.ledgerAddr, config.ledgerToken);
+  // TLS to the ledger when LEDGER_TLS_CA (and, for mTLS, LEDGER_TLS_CLIENT_CERT/_KEY) are set.
+  const ledgerClient: LedgerClient = createLedgerClient(config.ledgerAddr, config.ledgerToken, {}, ledgerClientTlsFromEnv(env));
   const ledger = metrics.instrument(ledgerClient, ['purchase', 'renewSubscription', 'refund', 'reinstateDispute', 'getBalance', 'listEntries']);
   const stripe = createStripe(config.stripeSecretKey, config.stripeApiUrl);
   const applier = new InboxApplier(store, { ledger, catalog, ledgerTimeoutMs: config.ledgerTimeoutMs }, config.apply, clock, metrics, log.child({ component: 'inbox' }));

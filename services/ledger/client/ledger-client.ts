@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import * as pb from '../../generated/proto/credits/ledger/v1/ledger.js';
 
@@ -47,12 +48,35 @@ export interface LedgerClient extends LedgerApi {
   readonly raw: pb.LedgerServiceClient;
 }
 
+/** TLS for the channel: the CA that signed the ledger's certificate, and a client certificate for mTLS. */
+export interface ClientTls {
+  caPem: Buffer;
+  certPem?: Buffer;
+  keyPem?: Buffer;
+}
+
+/** Client TLS from LEDGER_TLS_CA, LEDGER_TLS_CLIENT_CERT and LEDGER_TLS_CLIENT_KEY (PEM file paths), if set. */
+export function ledgerClientTlsFromEnv(env: Record<string, string | undefined>): ClientTls | undefined {
+  if (!env.LEDGER_TLS_CA) return undefined;
+  if (Boolean(env.LEDGER_TLS_CLIENT_CERT) !== Boolean(env.LEDGER_TLS_CLIENT_KEY)) {
+    throw new Error('LEDGER_TLS_CLIENT_CERT and LEDGER_TLS_CLIENT_KEY go together');
+  }
+  return {
+    caPem: readFileSync(env.LEDGER_TLS_CA),
+    ...(env.LEDGER_TLS_CLIENT_CERT ? { certPem: readFileSync(env.LEDGER_TLS_CLIENT_CERT), keyPem: readFileSync(env.LEDGER_TLS_CLIENT_KEY!) } : {}),
+  };
+}
+
 export function createLedgerClient(
   address: string,
   token: string,
   channelOptions: grpc.ClientOptions = {},
+  tls?: ClientTls,
 ): LedgerClient {
-  const raw = new pb.LedgerServiceClient(address, grpc.credentials.createInsecure(), channelOptions);
+  const credentials = tls
+    ? grpc.credentials.createSsl(tls.caPem, tls.keyPem ?? null, tls.certPem ?? null)
+    : grpc.credentials.createInsecure();
+  const raw = new pb.LedgerServiceClient(address, credentials, channelOptions);
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${token}`);
   const api = {} as Record<MethodName, unknown>;

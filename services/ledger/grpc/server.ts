@@ -113,12 +113,20 @@ export class GrpcServer {
     new ReflectionService(reflectedFiles()).addToServer(this.server);
   }
 
-  /** Binds `host:port` (port 0 picks a free one) and reports SERVING. Returns the bound port. */
-  async listen(address: string): Promise<number> {
+  /**
+   * Binds `host:port` (port 0 picks a free one) and reports SERVING. Returns the bound port.
+   * With `tls`, only TLS (and with a client CA, only clients presenting a certificate it signed);
+   * without, plaintext, which is meant for loopback addresses: anywhere else it logs a warning.
+   */
+  async listen(address: string, tls: ServerTls | null = null): Promise<number> {
+    const credentials = tls
+      ? grpc.ServerCredentials.createSsl(tls.clientCaPem, [{ private_key: tls.keyPem, cert_chain: tls.certPem }], tls.clientCaPem !== null)
+      : grpc.ServerCredentials.createInsecure();
+    if (!tls && !isLoopback(address)) {
+      this.#log.warn({ address }, 'serving plaintext gRPC on a non-loopback address: set LEDGER_TLS_CERT and LEDGER_TLS_KEY');
+    }
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolve(bound),
-      ),
+      this.server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
     );
     this.setServing(true);
     return port;
@@ -231,6 +239,18 @@ export class GrpcServer {
       }, fail);
     };
   }
+}
+
+/** PEM material for the server's TLS; `clientCaPem` makes client certificates required (mTLS). */
+export interface ServerTls {
+  certPem: Buffer;
+  keyPem: Buffer;
+  clientCaPem: Buffer | null;
+}
+
+function isLoopback(address: string): boolean {
+  const host = address.slice(0, address.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }
 
 function deadlineMs(deadline: grpc.Deadline): number {
