@@ -41,6 +41,8 @@ interface MLot {
   held: bigint;
   paid: bigint;
   refunded: bigint;
+  /** Credits refunds could not claw back because a hold had them; clawed back when held credits return. */
+  clawOwed: bigint;
   externalRef: string | null;
   periodStart: number | null;
 }
@@ -117,10 +119,15 @@ class Model {
   }
 
   /** Credits a hold gives back: to their lot, or expired at once if the lot expired. */
+  /** A hold closing on a lot: of `amount` credits given back, first what refunds are owed, then expiry. */
   giveBack(leg: MLeg, amount: bigint, now: number): void {
     const l = this.lot(leg.lotId);
     l.held -= leg.amount;
-    if (this.isExpired(l, now)) l.balance -= amount;
+    const claw = amount < l.clawOwed ? amount : l.clawOwed;
+    l.balance -= claw;
+    l.clawOwed -= claw;
+    if (l.clawOwed > l.held) l.clawOwed = l.held;
+    if (this.isExpired(l, now)) l.balance -= amount - claw;
   }
 
   sweepHolds(now: number): void {
@@ -285,7 +292,7 @@ describe('lifecycle model', () => {
           m.users.add(u);
           m.lots.push({
             id: r.lotId, user: u, bucket: op.bucket, effectiveAt: at, expiresAt, priority: op.priority, entrySeq: r.entryId,
-            granted: op.credits, balance: op.credits, held: 0n, paid: 0n, refunded: 0n, externalRef: null, periodStart: null,
+            granted: op.credits, balance: op.credits, held: 0n, paid: 0n, refunded: 0n, clawOwed: 0n, externalRef: null, periodStart: null,
           });
           break;
         }
@@ -299,7 +306,7 @@ describe('lifecycle model', () => {
           m.users.add(u);
           m.lots.push({
             id: r.lotId, user: u, bucket: op.bucket, effectiveAt: at, expiresAt, priority: 0, entrySeq: r.entryId,
-            granted: op.credits, balance: op.credits, held: 0n, paid: op.amount, refunded: 0n, externalRef: ref, periodStart: null,
+            granted: op.credits, balance: op.credits, held: 0n, paid: op.amount, refunded: 0n, clawOwed: 0n, externalRef: ref, periodStart: null,
           });
           break;
         }
@@ -417,7 +424,7 @@ describe('lifecycle model', () => {
           renewedAt.set(u, start);
           m.lots.push({
             id: r.value.lotId, user: u, bucket: 'SUBSCRIPTION', effectiveAt: start, expiresAt: end, priority: 0, entrySeq: r.value.entryId,
-            granted: op.credits, balance: op.credits, held: 0n, paid: op.amount, refunded: 0n, externalRef: ref || null, periodStart: start,
+            granted: op.credits, balance: op.credits, held: 0n, paid: op.amount, refunded: 0n, clawOwed: 0n, externalRef: ref || null, periodStart: start,
           });
           break;
         }
@@ -444,6 +451,9 @@ describe('lifecycle model', () => {
           const clawed = owed < unheld ? owed : unheld > 0n ? unheld : 0n;
           l.balance -= clawed;
           l.refunded = after;
+          // What a hold has of the shortfall is owed: clawed back when the hold gives it back.
+          const room = l.held - l.clawOwed;
+          l.clawOwed += room <= 0n ? 0n : owed - clawed < room ? owed - clawed : room;
           expect({
             label,
             r: r.ok ? { clawed: r.value.clawedBackCredits, shortfall: r.value.shortfallCredits, total: r.value.refundedMicrosTotal } : failed(r),

@@ -4,7 +4,7 @@ import type { EntryDraft, LedgerState, TransferDraft } from '../domain/ledger-st
 import type { Allocation, CaptureCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { openHold } from './hold-access.js';
-import { creditTransfer, expiryTransfers, LotMoney, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
+import { clawbackMetadata, creditTransfer, HoldReturns, LotMoney, recognitionTransfers, upstreamMetadata, upstreamTransfers } from './spend.js';
 
 export interface CaptureInput {
   idempotencyKey: string;
@@ -52,16 +52,25 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
       released.push({ lotId: leg.lotId, credits: leg.amount - take });
     }
   }
-  // A lot that expired while this hold was open stays capturable for it; what the capture
-  // releases from such a lot is expired in this same entry (ledger README §3).
+  // A lot that expired while this hold was open stays capturable for it. What the capture
+  // releases goes first to a refund owed those credits, then, from an expired lot, to expiry,
+  // in this same entry (ledger README §3).
+  // The clawback goes first: it takes no money (the refund did), so the captured credits then
+  // recognise revenue at the lot's remaining deferred money per remaining credit.
   const money = new LotMoney(state);
+  const back = new HoldReturns(
+    state,
+    money,
+    hold.legs.map((leg) => ({
+      lotId: leg.lotId,
+      returned: released.find((r) => r.lotId === leg.lotId)?.credits ?? 0n,
+      pendingClosed: leg.amount,
+    })),
+  );
+  transfers.push(...back.claw());
   transfers.push(...recognitionTransfers(state, money, spent));
-  let expired = 0n;
-  for (const r of released) {
-    if (!state.isExpired(state.lot(r.lotId))) continue;
-    transfers.push(...expiryTransfers(state, money, r.lotId, r.credits));
-    expired += r.credits;
-  }
+  transfers.push(...back.expire());
+  const expired = back.expired;
   transfers.push(...upstreamTransfers(state, cmd.upstream));
   return {
     kind: 'CAPTURE',
@@ -70,11 +79,11 @@ export function applyCapture(state: LedgerState, cmd: CaptureCommand): EntryDraf
     effectiveAt: state.now,
     policyVersion: drawdownPolicyVersion,
     allocation: spent,
-    metadata: upstreamMetadata(cmd.upstream, cmd.metadata),
+    metadata: { ...upstreamMetadata(cmd.upstream, cmd.metadata), ...clawbackMetadata(back.clawedBack) },
     transfers,
     newAccounts: [],
     newLot: null,
-    lotUpdates: money.lotUpdates([]),
+    lotUpdates: money.lotUpdates(back.lotUpdates),
     reversesSeq: null,
     hold: { ...hold, status: 'CAPTURED', closedSeq: state.nextSeq, capturedCredits: cmd.credits },
     result: {

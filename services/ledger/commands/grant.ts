@@ -76,6 +76,7 @@ export function newLot(state: LedgerState, fields: NewLotFields): LotState {
     refundedMicros: 0n,
     breakageMicros: 0n,
     disputedMicros: 0n,
+    clawbackOwedCredits: 0n,
     expirySwept: false,
   };
 }

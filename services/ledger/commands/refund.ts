@@ -79,6 +79,11 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
   const unheld = state.lotUnheld(lotId);
   const clawed = owed < unheld ? owed : unheld > 0n ? unheld : 0n;
   const shortfall = owed - clawed;
+  // Of the shortfall, what a hold has now is owed: clawed back when the hold gives it back
+  // (release, timeout, the uncaptured part of a capture). What a hold captures instead, and
+  // what was spent already, is consumed after the refund.
+  const heldRoom = state.account(lotId).debitsPending - lot.clawbackOwedCredits;
+  const nowOwed = heldRoom <= 0n ? 0n : shortfall < heldRoom ? shortfall : heldRoom;
 
   const money = new LotMoney(state);
   const deferredLeft = money.deferredLeft(lotId);
@@ -117,6 +122,7 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
         ? {}
         : { refunded_micros_target: cmd.refundedMicrosTarget.toString(), amount_micros: amountMicros.toString() }),
       shortfall_credits: shortfall.toString(),
+      ...(nowOwed > 0n ? { clawback_owed_added_credits: nowOwed.toString() } : {}),
       from_deferred_micros: fromDeferred.toString(),
       from_breakage_micros: fromBreakage.toString(),
       from_recognized_micros: fromRecognized.toString(),
@@ -129,6 +135,7 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
         ...lot,
         refundedMicros: refundedAfter,
         disputedMicros: lot.disputedMicros + (cmd.reason === 'DISPUTE' ? amountMicros : 0n),
+        clawbackOwedCredits: lot.clawbackOwedCredits + nowOwed,
       },
     ]),
     reversesSeq: null,

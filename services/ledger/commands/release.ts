@@ -3,7 +3,7 @@ import type { EntryDraft, HoldState, LedgerState } from '../domain/ledger-state.
 import type { HoldTimeoutCommand, ReleaseCommand } from '../domain/types.js';
 import * as v from '../domain/validate.js';
 import { openHold } from './hold-access.js';
-import { creditTransfer, expiryTransfers, LotMoney } from './spend.js';
+import { clawbackMetadata, creditTransfer, HoldReturns, LotMoney } from './spend.js';
 
 export interface ReleaseInput {
   idempotencyKey: string;
@@ -35,8 +35,9 @@ export function applyHoldTimeout(state: LedgerState, cmd: HoldTimeoutCommand): E
 }
 
 /**
- * Voids every leg of a hold. Credits that return to a lot which expired meanwhile are expired
- * in the same entry, so they never become spendable again (ledger README §3).
+ * Voids every leg of a hold. Credits that return to a lot are first clawed back for a refund
+ * that could not take them while held, then expired if the lot expired meanwhile, in the same
+ * entry, so they never become spendable again (ledger README §3).
  */
 function voidHold(
   state: LedgerState,
@@ -45,8 +46,13 @@ function voidHold(
   metadata: Record<string, string>,
 ): EntryDraft {
   const money = new LotMoney(state);
-  const expiries = hold.legs.filter((leg) => state.isExpired(state.lot(leg.lotId)));
-  const expired = expiries.reduce((sum, leg) => sum + leg.amount, 0n);
+  const back = new HoldReturns(
+    state,
+    money,
+    hold.legs.map((leg) => ({ lotId: leg.lotId, returned: leg.amount, pendingClosed: leg.amount })),
+  );
+  back.claw();
+  back.expire();
   return {
     kind,
     userId: hold.userId,
@@ -54,18 +60,18 @@ function voidHold(
     effectiveAt: state.now,
     policyVersion: null,
     allocation: null,
-    metadata,
+    metadata: { ...metadata, ...clawbackMetadata(back.clawedBack) },
     transfers: [
       ...hold.legs.map((leg) =>
         creditTransfer('VOID_PENDING', leg.lotId, state.platform.consumed, leg.amount, { seq: leg.seq, idx: leg.idx }),
       ),
-      ...expiries.flatMap((leg) => expiryTransfers(state, money, leg.lotId, leg.amount)),
+      ...back.transfers,
     ],
     newAccounts: [],
     newLot: null,
-    lotUpdates: money.lotUpdates([]),
+    lotUpdates: money.lotUpdates(back.lotUpdates),
     reversesSeq: null,
     hold: { ...hold, status: kind === 'RELEASE' ? 'RELEASED' : 'EXPIRED', closedSeq: state.nextSeq },
-    result: { holdId: hold.id, releasedCredits: hold.credits, ...(expired > 0n ? { expiredCredits: expired } : {}) },
+    result: { holdId: hold.id, releasedCredits: hold.credits, ...(back.expired > 0n ? { expiredCredits: back.expired } : {}) },
   };
 }

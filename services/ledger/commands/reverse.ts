@@ -104,11 +104,14 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
     // and breakage regains what the dispute took from it and loses what the dispute's emptying
     // of the lot sent there.
     const lot = lotUpdates.find((l) => l.accountId === dispute.lot.accountId) ?? dispute.lot;
+    // Credits the dispute could not claw back because a hold had them are owed no more.
+    const owedByDispute = BigInt(original.metadata.clawback_owed_added_credits ?? '0');
     const updated = {
       ...lot,
       refundedMicros: lot.refundedMicros - dispute.amountMicros,
       disputedMicros: lot.disputedMicros - dispute.amountMicros,
       breakageMicros: lot.breakageMicros + dispute.breakageNetMicros,
+      clawbackOwedCredits: lot.clawbackOwedCredits - (owedByDispute < lot.clawbackOwedCredits ? owedByDispute : lot.clawbackOwedCredits),
     };
     lotUpdates.splice(0, lotUpdates.length, updated);
     result = { reinstatedCredits: dispute.clawedCredits };

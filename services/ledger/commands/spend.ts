@@ -38,18 +38,41 @@ export class LotMoney {
 
   /** The deferred micros that go with `credits` leaving the lot, or 0 for a free lot. */
   take(lotId: bigint, credits: bigint): bigint {
+    const left = this.#leftOf(lotId);
+    if (!left) return 0n;
+    const share = recognizedMicros(left.deferred, left.balance, credits);
+    left.balance -= credits;
+    left.deferred -= share;
+    return share;
+  }
+
+  /**
+   * Credits leaving the lot with no money of their own: a clawback owed by an earlier refund,
+   * whose money already left the deferred account then. The lot's remaining deferred money
+   * stays with its remaining credits.
+   */
+  removeCredits(lotId: bigint, credits: bigint): void {
+    const left = this.#leftOf(lotId);
+    if (left) left.balance -= credits;
+  }
+
+  /** The lot's credits and deferred money left so far in this entry; null for a free lot. */
+  #leftOf(lotId: bigint): { balance: bigint; deferred: bigint } | null {
     const lot = this.#state.lot(lotId);
-    if (lot.deferredAccountId === null) return 0n;
+    if (lot.deferredAccountId === null) return null;
     let left = this.#left.get(lotId);
     if (!left) {
       const deferred = this.#state.account(lot.deferredAccountId);
       left = { balance: this.#state.lotBalance(lotId), deferred: deferred.creditsPosted - deferred.debitsPosted };
       this.#left.set(lotId, left);
     }
-    const share = recognizedMicros(left.deferred, left.balance, credits);
-    left.balance -= credits;
-    left.deferred -= share;
-    return share;
+    return left;
+  }
+
+  /** Deferred micros stranded in a lot this entry leaves without credits (0 otherwise). */
+  stranded(lotId: bigint): bigint {
+    const left = this.#left.get(lotId);
+    return left && left.balance === 0n && left.deferred > 0n ? left.deferred : 0n;
   }
 
   /** Records deferred money of a lot sent to (positive) or taken back from (negative) breakage. */
@@ -152,4 +175,78 @@ export function creditTransfer(
   pending: TransferDraft['pending'] = null,
 ): TransferDraft {
   return { kind, debit, credit, amount, unit: creditUnit, pending };
+}
+
+/** Credits a closing hold gives back to one lot, and how much it held there in all. */
+export interface LotReturn {
+  lotId: bigint;
+  /** Voided: released, timed out, or the uncaptured part of a capture. */
+  returned: bigint;
+  /** All of the hold's pending credits on this lot (captured ones included). */
+  pendingClosed: bigint;
+}
+
+/**
+ * What happens to credits a hold gives back (ledger README §3), in two steps of one entry.
+ * `claw()`: credits an earlier refund or dispute could not claw back because this hold had them
+ * are clawed back now. They take no money (the refund took it), so a capture recognises revenue
+ * after this step, at the lot's remaining deferred money per remaining credit. The lot's owed
+ * clawback never exceeds its held credits, so what a hold captured instead is consumed after the
+ * refund and owed no more. `expire()`: the rest, returned to a lot that expired meanwhile, is
+ * expired. A lot the clawback leaves without credits keeps no deferred money: the rounding rest
+ * goes to breakage.
+ */
+export class HoldReturns {
+  readonly transfers: TransferDraft[] = [];
+  readonly lotUpdates: LotState[] = [];
+  clawedBack = 0n;
+  expired = 0n;
+  readonly #rest = new Map<bigint, bigint>();
+
+  constructor(
+    private readonly state: LedgerState,
+    private readonly money: LotMoney,
+    private readonly returns: readonly LotReturn[],
+  ) {}
+
+  claw(): TransferDraft[] {
+    const out: TransferDraft[] = [];
+    for (const r of this.returns) {
+      const lot = this.state.lot(r.lotId);
+      let owed = lot.clawbackOwedCredits;
+      const claw = r.returned < owed ? r.returned : owed;
+      if (claw > 0n) {
+        out.push(creditTransfer('POSTED', r.lotId, this.state.platform.clawedBack, claw));
+        this.money.removeCredits(r.lotId, claw);
+        owed -= claw;
+        this.clawedBack += claw;
+        const stranded = this.money.stranded(r.lotId);
+        if (stranded > 0n) out.push(...breakageTransfers(this.state, this.money, r.lotId, stranded));
+      }
+      this.#rest.set(r.lotId, r.returned - claw);
+      const heldAfter = this.state.account(r.lotId).debitsPending - r.pendingClosed;
+      if (owed > heldAfter) owed = heldAfter > 0n ? heldAfter : 0n;
+      if (owed !== lot.clawbackOwedCredits) this.lotUpdates.push({ ...lot, clawbackOwedCredits: owed });
+    }
+    this.transfers.push(...out);
+    return out;
+  }
+
+  expire(): TransferDraft[] {
+    const out: TransferDraft[] = [];
+    for (const r of this.returns) {
+      const rest = this.#rest.get(r.lotId) ?? r.returned;
+      if (rest > 0n && this.state.isExpired(this.state.lot(r.lotId))) {
+        out.push(...expiryTransfers(this.state, this.money, r.lotId, rest));
+        this.expired += rest;
+      }
+    }
+    this.transfers.push(...out);
+    return out;
+  }
+}
+
+/** Metadata of an entry that clawed back credits a refund was owed: hashed with the entry. */
+export function clawbackMetadata(clawedBack: bigint): Record<string, string> {
+  return clawedBack > 0n ? { clawed_back_credits: clawedBack.toString() } : {};
 }

@@ -51,6 +51,11 @@ export interface LotState {
   breakageMicros: bigint;
   /** The part of refundedMicros that disputes took and no won dispute gave back. */
   disputedMicros: bigint;
+  /**
+   * Credits refunds could not claw back because a hold had them: clawed back when a hold gives
+   * credits back to this lot; never more than the lot's held credits.
+   */
+  clawbackOwedCredits: bigint;
   expirySwept: boolean;
 }
 

@@ -279,6 +279,7 @@ interface LotRow {
   refunded_micros: string;
   breakage_micros: string;
   disputed_micros: string;
+  clawback_owed_credits: string;
   expiry_swept: boolean;
   code: string;
   flags: number;
@@ -297,7 +298,7 @@ interface LotRow {
 const lotColumns = `
   l.account_id::text, l.user_id, l.bucket, l.granted_credits::text, l.effective_at, l.expires_at,
   l.priority, l.cost_basis_micros::text, l.currency, l.deferred_account_id::text, l.external_ref,
-  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.disputed_micros::text, l.expiry_swept,
+  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.disputed_micros::text, l.clawback_owed_credits::text, l.expiry_swept,
   a.code, a.flags, a.debits_posted::text, a.credits_posted::text, a.debits_pending::text,
   a.credits_pending::text, a.version::text,
   d.code AS d_code, d.flags AS d_flags, d.debits_posted::text AS d_debits_posted,
@@ -348,6 +349,7 @@ export async function loadLots(
       refundedMicros: BigInt(r.refunded_micros),
       breakageMicros: BigInt(r.breakage_micros),
       disputedMicros: BigInt(r.disputed_micros),
+      clawbackOwedCredits: BigInt(r.clawback_owed_credits),
       expirySwept: r.expiry_swept,
     });
     accounts.push(
