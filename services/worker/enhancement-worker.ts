@@ -19,12 +19,13 @@ export interface EnhancementWorkerOptions {
 }
 
 /**
- * BullMQ's limiter as a steady rate: `max` job starts per `duration`, with `max` small so the
- * tier's per-minute budget is spread over the minute instead of spent in its first second.
- * Every job start is (at most) one submit, so submits never exceed the tier.
+ * BullMQ's limiter (global across worker processes: it lives in Redis) as a steady rate: `max`
+ * job starts per `duration`, with the window a tenth of a second, so the tier's per-minute
+ * budget is spread evenly instead of spent in bursts that meet Wavespeed's own bucket at a
+ * window edge. Every job start is at most one submit, so submits stay within the tier.
  */
 export function limiterFor(ratePerMin: number): { max: number; duration: number } {
-  const max = Math.max(1, Math.round(ratePerMin / 60));
+  const max = Math.max(1, Math.floor(ratePerMin / 600));
   return { max, duration: Math.ceil((60_000 * max) / ratePerMin) };
 }
 
