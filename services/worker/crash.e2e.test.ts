@@ -104,6 +104,14 @@ describe('worker crashes and shutdown', () => {
     expect(second.logs.some((l) => l.msg === 'resuming: polling the recorded prediction' && l.predictionId === predictionId)).toBe(true);
     expect((await entryKinds(userId)).filter((k) => k === EntryKind.ENTRY_KIND_CAPTURE)).toHaveLength(1);
     expect(await available(userId)).toBe(10n - price);
+    // Every log line about this job names it, and from the resume on, its prediction too.
+    const lines = second.logs.filter((l) => l.requestId === data.requestId);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((l) => l.predictionId === predictionId)).toBe(true);
+    const metrics = await (await fetch(`http://127.0.0.1:${second.ready.metricsPort as number}/metrics`)).text();
+    expect(metrics).toMatch(/^enhancement_jobs_total\{outcome="completed"\} 1$/m);
+    expect(metrics).toMatch(/^enhancement_holds_extended_total [1-9]/m);
+    expect(metrics).toMatch(/^enhancement_upstream_latency_seconds_count\{model="wavespeed-ai\/image-upscaler",status="completed"\} 1$/m);
     await second.stop();
     await ledger.expectInvariants();
   });
