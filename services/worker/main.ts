@@ -28,6 +28,7 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
   const redis = new Redis(config.redisUrl);
   for (const c of [bullConnection, redis]) c.on('error', (error) => log.warn({ err: error.message }, 'redis connection error'));
   const ledgerClient = createLedgerClient(config.ledgerAddr, config.ledgerToken);
+  const wavespeed = new WavespeedClient(config.wavespeed);
   const enhancement = createEnhancementWorker({
     connection: bullConnection,
     prefix: config.queuePrefix,
@@ -38,7 +39,7 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
     log,
     deps: {
       ledger: new LedgerGateway(ledgerClient, metrics, config.flow.ledgerRetryMs),
-      wavespeed: new WavespeedClient(config.wavespeed),
+      wavespeed,
       models,
       claims: new PredictionClaims(redis, config.queuePrefix),
       metrics,
@@ -75,6 +76,7 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
     async stop() {
       await enhancement.close(config.drainGraceMs);
       ledgerClient.close();
+      wavespeed.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all([bullConnection.quit(), redis.quit()]);

@@ -1,3 +1,5 @@
+import { HttpJsonClient, type HttpError, type HttpJsonResponse } from './http-json.js';
+
 /**
  * Wavespeed's REST API (v3) as the worker uses it, following its documented contract and its
  * SDKs' rules: a submit is sent once and never retried here (the task may exist even when no
@@ -38,22 +40,15 @@ export interface WavespeedClientOptions {
 
 export const finalStatuses = new Set(['completed', 'failed', 'cancelled', 'timeout']);
 
-function retryAfterMs(header: string | null): number | null {
-  if (header === null) return null;
+function retryAfterMs(header: string | string[] | undefined): number | null {
+  if (header === undefined || Array.isArray(header)) return null;
   const seconds = Number(header);
   if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds, 3_600) * 1000;
   const at = Date.parse(header);
   return Number.isNaN(at) ? null : Math.max(0, at - Date.now());
 }
 
-/** The error code under fetch's generic "fetch failed" TypeError. */
-function causeCode(error: unknown): string {
-  const cause = (error as { cause?: { code?: string } }).cause;
-  return cause?.code ?? (error as { name?: string }).name ?? 'unknown';
-}
-
-async function bodyMessage(response: Response): Promise<string> {
-  const text = await response.text().catch(() => '');
+function messageOf(text: string): string {
   try {
     const parsed = JSON.parse(text) as { message?: unknown };
     if (typeof parsed.message === 'string') return parsed.message.slice(0, 500);
@@ -63,82 +58,67 @@ async function bodyMessage(response: Response): Promise<string> {
   return text.slice(0, 500);
 }
 
+/** Codes that prove the request never reached the server. */
+const notSentCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);
+
 export class WavespeedClient {
-  readonly #base: string;
+  readonly #http: HttpJsonClient;
   readonly #headers: Record<string, string>;
 
   constructor(private readonly options: WavespeedClientOptions) {
-    this.#base = options.baseUrl.replace(/\/+$/, '');
+    this.#http = new HttpJsonClient(options.baseUrl);
     this.#headers = { authorization: `Bearer ${options.apiKey}`, 'content-type': 'application/json' };
+  }
+
+  close(): void {
+    this.#http.close();
   }
 
   async submit(model: string, input: Record<string, unknown>, webhookUrl?: string): Promise<SubmitOutcome> {
     const query = webhookUrl ? `?webhook=${encodeURIComponent(webhookUrl)}` : '';
-    let response: Response;
+    let response: HttpJsonResponse;
     try {
-      response = await fetch(`${this.#base}/api/v3/${model}${query}`, {
-        method: 'POST',
-        headers: this.#headers,
-        body: JSON.stringify(input),
-        signal: AbortSignal.timeout(this.options.submitTimeoutMs),
-      });
+      response = await this.#http.request('POST', `/api/v3/${model}${query}`, this.#headers, JSON.stringify(input), this.options.submitTimeoutMs);
     } catch (error) {
-      const code = causeCode(error);
+      const code = (error as HttpError).code ?? 'UNKNOWN';
       // Only a refused connection proves the request never reached Wavespeed.
-      if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return { kind: 'not-sent', error: code };
-      return { kind: 'unknown', error: code };
+      return notSentCodes.has(code) ? { kind: 'not-sent', error: code } : { kind: 'unknown', error: code };
     }
-    if (response.status >= 500) {
-      await response.arrayBuffer().catch(() => undefined);
-      return { kind: 'unknown', error: `HTTP ${response.status}` };
-    }
-    if (!response.ok) {
-      return {
-        kind: 'refused',
-        status: response.status,
-        message: await bodyMessage(response),
-        retryAfterMs: retryAfterMs(response.headers.get('retry-after')),
-      };
+    if (response.status >= 500) return { kind: 'unknown', error: `HTTP ${response.status}` };
+    if (response.status < 200 || response.status >= 300) {
+      return { kind: 'refused', status: response.status, message: messageOf(response.text), retryAfterMs: retryAfterMs(response.headers['retry-after']) };
     }
     try {
-      const body = (await response.json()) as { data?: { id?: unknown } };
+      const body = JSON.parse(response.text) as { data?: { id?: unknown } };
       if (typeof body.data?.id === 'string' && body.data.id.length > 0) return { kind: 'created', predictionId: body.data.id };
       return { kind: 'unknown', error: 'answer without data.id' };
-    } catch (error) {
-      return { kind: 'unknown', error: `unreadable answer: ${causeCode(error)}` };
+    } catch {
+      return { kind: 'unknown', error: 'unreadable answer' };
     }
   }
 
   async result(predictionId: string): Promise<ResultOutcome> {
-    let response: Response;
+    let response: HttpJsonResponse;
     try {
-      response = await fetch(`${this.#base}/api/v3/predictions/${encodeURIComponent(predictionId)}/result`, {
-        headers: this.#headers,
-        signal: AbortSignal.timeout(this.options.readTimeoutMs),
-      });
+      response = await this.#http.request('GET', `/api/v3/predictions/${encodeURIComponent(predictionId)}/result`, this.#headers, undefined, this.options.readTimeoutMs);
     } catch (error) {
-      return { kind: 'retry', retryAfterMs: null, why: causeCode(error) };
+      return { kind: 'retry', retryAfterMs: null, why: (error as HttpError).code ?? 'UNKNOWN' };
     }
     if (response.status === 429 || response.status >= 500) {
-      await response.arrayBuffer().catch(() => undefined);
-      return { kind: 'retry', retryAfterMs: retryAfterMs(response.headers.get('retry-after')), why: `HTTP ${response.status}` };
+      return { kind: 'retry', retryAfterMs: retryAfterMs(response.headers['retry-after']), why: `HTTP ${response.status}` };
     }
-    if (response.status === 404) {
-      await response.arrayBuffer().catch(() => undefined);
-      return { kind: 'not-found' };
-    }
-    if (!response.ok) return { kind: 'refused', status: response.status, message: await bodyMessage(response) };
+    if (response.status === 404) return { kind: 'not-found' };
+    if (response.status < 200 || response.status >= 300) return { kind: 'refused', status: response.status, message: messageOf(response.text) };
     try {
-      const body = (await response.json()) as { data?: { status?: unknown; outputs?: unknown; error?: unknown } };
-      const data = body.data ?? {};
+      const data = (JSON.parse(response.text) as { data?: { status?: unknown; outputs?: unknown; error?: unknown } }).data ?? {};
       return {
         kind: 'task',
         status: typeof data.status === 'string' ? data.status : 'unknown',
         outputs: Array.isArray(data.outputs) ? data.outputs.filter((o): o is string => typeof o === 'string') : [],
         error: typeof data.error === 'string' ? data.error : '',
       };
-    } catch (error) {
-      return { kind: 'retry', retryAfterMs: null, why: `unreadable answer: ${causeCode(error)}` };
+    } catch {
+      return { kind: 'retry', retryAfterMs: null, why: 'unreadable answer' };
     }
   }
 
@@ -147,21 +127,17 @@ export class WavespeedClient {
    * [from, to]. Throws on any failure: the caller decides when to ask again.
    */
   async listPredictions(model: string, fromMs: number, toMs: number, page: number): Promise<{ items: ListedPrediction[]; total: number }> {
-    const response = await fetch(`${this.#base}/api/v3/predictions`, {
-      method: 'POST',
-      headers: this.#headers,
-      body: JSON.stringify({
-        page,
-        page_size: 100,
-        model,
-        created_after: new Date(fromMs).toISOString(),
-        created_before: new Date(toMs).toISOString(),
-      }),
-      signal: AbortSignal.timeout(this.options.readTimeoutMs),
+    const body = JSON.stringify({
+      page,
+      page_size: 100,
+      model,
+      created_after: new Date(fromMs).toISOString(),
+      created_before: new Date(toMs).toISOString(),
     });
-    if (!response.ok) throw new Error(`prediction listing: HTTP ${response.status}: ${await bodyMessage(response)}`);
-    const body = (await response.json()) as { data?: { total?: number; items?: { id: string; model: string; status: string; created_at: string }[] } };
-    const items = (body.data?.items ?? []).map((i) => ({ id: i.id, model: i.model, status: i.status, createdAtMs: Date.parse(i.created_at) }));
-    return { items, total: body.data?.total ?? items.length };
+    const response = await this.#http.request('POST', '/api/v3/predictions', this.#headers, body, this.options.readTimeoutMs);
+    if (response.status !== 200) throw new Error(`prediction listing: HTTP ${response.status}: ${messageOf(response.text)}`);
+    const parsed = JSON.parse(response.text) as { data?: { total?: number; items?: { id: string; model: string; status: string; created_at: string }[] } };
+    const items = (parsed.data?.items ?? []).map((i) => ({ id: i.id, model: i.model, status: i.status, createdAtMs: Date.parse(i.created_at) }));
+    return { items, total: parsed.data?.total ?? items.length };
   }
 }

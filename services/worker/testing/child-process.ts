@@ -30,13 +30,13 @@ process.once('exit', () => {
   for (const c of live) if (!c.hasExited) c.child.kill('SIGKILL');
 });
 
-export async function startChild(mainPath: string, env: Record<string, string>, readyTimeoutMs = 30_000): Promise<Child> {
+export async function startChild(mainPath: string, env: Record<string, string>, readyTimeoutMs = 30_000, nodeArgs: string[] = []): Promise<Child> {
   const fullEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && k !== 'NODE_OPTIONS' && !k.startsWith('VITEST')) fullEnv[k] = v;
   }
   Object.assign(fullEnv, { LOG_LEVEL: process.env.CHILD_LOG_LEVEL ?? 'info' }, env);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, mainPath)], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(repoRoot, mainPath)], {
     cwd: repoRoot,
     env: fullEnv,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -74,6 +74,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
   const log = createLogger('worker-test', process.env.TEST_LOG_LEVEL ?? 'silent');
   const ledgerClient: LedgerClient = createLedgerClient(o.ledgerAddress, o.ledgerToken);
   const timings = { ...testTimings, ...o.timings };
+  const wavespeed = new WavespeedClient({ baseUrl: o.simulatorUrl, apiKey: o.apiKey, submitTimeoutMs: timings.submitTimeoutMs, readTimeoutMs: 5_000 });
   const harness: WorkerHarness = {
     prefix: o.prefix,
     queue,
@@ -93,7 +94,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
         log,
         deps: {
           ledger: new LedgerGateway(ledgerClient, metrics, timings.ledgerRetryMs),
-          wavespeed: new WavespeedClient({ baseUrl: o.simulatorUrl, apiKey: o.apiKey, submitTimeoutMs: timings.submitTimeoutMs, readTimeoutMs: 5_000 }),
+          wavespeed,
           models: loadModelTable(),
           claims,
           metrics,
@@ -133,6 +134,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
       for await (const keys of stream as AsyncIterable<string[]>) if (keys.length) await redis.del(...keys);
       await queue.close();
       ledgerClient.close();
+      wavespeed.close();
       redis.disconnect();
     },
   };
