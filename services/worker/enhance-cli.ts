@@ -24,7 +24,8 @@ const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = process.env.WORKER_QUEUE_PREFIX ?? 'bull';
 const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
 const queue = createEnhancementQueue(connection, prefix);
-const events = createQueueEvents(connection.duplicate(), prefix);
+const eventsConnection = connection.duplicate();
+const events = createQueueEvents(eventsConnection, prefix);
 try {
   await events.waitUntilReady();
   const outcome = await runEnhancement(
@@ -42,5 +43,7 @@ try {
   process.exitCode = outcome.ok ? 0 : 1;
 } finally {
   await Promise.all([queue.close(), events.close()]);
+  // Connections handed to BullMQ stay ours to close.
   connection.disconnect();
+  eventsConnection.disconnect();
 }

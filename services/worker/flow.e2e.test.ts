@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Bucket, EntryKind } from '../ledger/client/index.js';
 import { startTestLedger, type TestLedger } from '../ledger/testing/ledger-harness.js';
@@ -6,8 +8,9 @@ import { systemClock } from '../lib/clock.js';
 import type { EnhancementRequest } from './job-types.js';
 import { failureReasonOf } from './job-types.js';
 import { loadModelTable } from './models.js';
+import { repoRoot } from './testing/child-process.js';
 import { startSimulatorChild, type SimulatorChild } from './testing/simulator-child.js';
-import { startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
+import { redisUrl, startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
 
 // The enhancement flow end to end: BullMQ on real Redis, a real ledger over gRPC, the Wavespeed
 // simulator over HTTP. Each case checks the user's balance, the journal and what Wavespeed saw.
@@ -91,6 +94,21 @@ describe('enhancement flow', () => {
     const billed = await sim.billings([tasks[0]!.id]);
     expect(billed).toHaveLength(1);
     expect(Math.round(billed[0]!.price * 1_000_000)).toBe(Number(cost));
+    await ledger.expectInvariants();
+  });
+
+  it('npm run enhance enqueues, waits and prints the outcome', async () => {
+    const user = `u-${uid()}`;
+    await grant(user, 10n);
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'services/worker/enhance-cli.ts', '--user', user, '--model', model, '--image', 'https://img.example/cli.png', '--request-id', `cli-${uid()}`],
+      { cwd: repoRoot, timeout: 40_000, env: { ...process.env, NODE_OPTIONS: '', REDIS_URL: redisUrl, WORKER_QUEUE_PREFIX: w.prefix } },
+    );
+    const outcome = JSON.parse(stdout) as { ok: boolean; predictionId: string; creditsCharged: string };
+    expect(outcome).toMatchObject({ ok: true, creditsCharged: price.toString() });
+    expect((await sim.tasks()).find((t) => t.id === outcome.predictionId)?.input).toEqual({ image: 'https://img.example/cli.png', target_resolution: '4k' });
+    expect(await available(user)).toBe(10n - price);
     await ledger.expectInvariants();
   });
 

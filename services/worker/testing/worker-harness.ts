@@ -67,7 +67,8 @@ export interface WorkerHarness {
 export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<WorkerHarness> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = createEnhancementQueue(redis, o.prefix);
-  const events = createQueueEvents(redis.duplicate(), o.prefix);
+  const eventsConnection = redis.duplicate();
+  const events = createQueueEvents(eventsConnection, o.prefix);
   await events.waitUntilReady();
   const metrics = createWorkerMetrics({ defaults: false });
   const claims = new PredictionClaims(redis, o.prefix);
@@ -136,6 +137,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
       ledgerClient.close();
       wavespeed.close();
       redis.disconnect();
+      eventsConnection.disconnect();
     },
   };
   if (o.start ?? true) harness.startWorker();
