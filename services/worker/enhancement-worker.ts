@@ -54,8 +54,18 @@ export function createEnhancementWorker(o: EnhancementWorkerOptions): Enhancemen
       }
       if (error instanceof UnrecoverableError) deps.metrics.jobs.inc({ outcome: failureReasonOf(error.message) });
       else {
-        deps.metrics.jobs.inc({ outcome: 'retry' });
-        o.log.warn({ err: error, requestId: job.data.requestId }, 'job failed; BullMQ retries it if attempts remain');
+        const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+        deps.metrics.jobs.inc({ outcome: last ? 'RETRIES_EXHAUSTED' : 'retry' });
+        o.log.warn({ err: error, requestId: job.data.requestId, last }, last ? 'job failed for good' : 'job failed; BullMQ retries it');
+        // Out of attempts with a prediction submitted (the ledger down for longer than every
+        // retry): the user is not charged and the hold lapses, but Wavespeed may bill us.
+        const state = job.data.state;
+        if (last && state?.phase === 'submitted') {
+          const model = deps.models.get(job.data.model);
+          await deps.claims
+            .recordOwed(job.data.requestId, job.data.model, model?.upstreamCostMicros ?? 0n, model?.currency ?? 'USD', state.predictionId)
+            .catch((e: unknown) => o.log.error({ err: e, requestId: job.data.requestId }, 'could not record the owed prediction'));
+        }
       }
       throw error;
     }

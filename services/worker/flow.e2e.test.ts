@@ -141,7 +141,8 @@ describe('enhancement flow', () => {
     // job polls its prediction again and the capture is answered as a replay.
     const replaysBefore = await w.metric('enhancement_ledger_calls_total', { method: 'capture', result: 'replayed' });
     const job = (await w.queue.getJob(r.requestId))!;
-    await job.updateData({ ...r, state: { phase: 'submitted', holdId: 'ignored', attempt: 1, predictionId: result.predictionId, submittedAtMs: Date.now() } });
+    const holdId = (await entriesOf(user)).find((e) => e.kind === EntryKind.ENTRY_KIND_RESERVE)!.holdId;
+    await job.updateData({ ...r, state: { phase: 'submitted', holdId, attempt: 1, predictionId: result.predictionId, submittedAtMs: Date.now() } });
     await job.retry('completed');
     const third = await w.finished(r.requestId);
     expect(third.returnvalue).toEqual(result);

@@ -13,6 +13,7 @@ import { LedgerGateway } from './ledger-gateway.js';
 import { createWorkerMetrics } from './metrics.js';
 import { loadModelTable } from './models.js';
 import { PredictionClaims } from './prediction-claims.js';
+import { SubmitRateLimiter } from './submit-rate-limiter.js';
 import { WavespeedClient } from './wavespeed-client.js';
 
 export interface RunningWorker {
@@ -45,6 +46,7 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
       metrics,
       log,
       timings: config.flow,
+      submitLimiter: config.ratePerMin === null ? null : new SubmitRateLimiter(redis, config.queuePrefix, config.ratePerMin),
     },
   });
 

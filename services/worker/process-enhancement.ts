@@ -15,6 +15,7 @@ import type { WorkerMetrics } from './metrics.js';
 import { inputProblem, type ModelEntry, type ModelTable } from './models.js';
 import type { PredictionClaims } from './prediction-claims.js';
 import { resolveUnknownSubmit } from './resolve-unknown-submit.js';
+import type { SubmitRateLimiter } from './submit-rate-limiter.js';
 import { sleep } from './sleep.js';
 import { finalStatuses, type WavespeedClient } from './wavespeed-client.js';
 
@@ -40,6 +41,8 @@ export interface FlowDeps {
   metrics: WorkerMetrics;
   log: Logger;
   timings: FlowTimings;
+  /** The account tier's submit rate, shared across processes; null: no limit. */
+  submitLimiter: SubmitRateLimiter | null;
 }
 
 type EnhancementJob = Job<EnhancementJobData, EnhancementResult>;
@@ -91,7 +94,10 @@ class EnhancementRun {
   }
 
   async execute(recorded: JobState | undefined): Promise<EnhancementResult> {
-    await this.#reserve();
+    // A resumed job uses the hold it recorded; only a job that recorded nothing (re)reserves,
+    // and then the same key and request answer with the same hold.
+    if (recorded?.phase === 'submitting' || recorded?.phase === 'submitted') this.#holdId = recorded.holdId;
+    else await this.#reserve();
     // A resumed job's hold may be close to its TTL: extend it at once, then on the lease period.
     this.#startLease(recorded !== undefined);
     try {
@@ -190,6 +196,7 @@ class EnhancementRun {
     const giveUpAt = Date.now() + t.predictionTimeoutMs;
     let delayMs = t.pollIntervalMs;
     for (let attempt = firstAttempt; ; attempt++) {
+      await this.deps.submitLimiter?.acquire(this.signal);
       const startedAtMs = Date.now();
       // Written before the request leaves: if this process dies before the answer is recorded,
       // the next run knows the outcome is unknown and must not blindly send it again.

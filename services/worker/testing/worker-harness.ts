@@ -10,6 +10,7 @@ import { LedgerGateway } from '../ledger-gateway.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../metrics.js';
 import { loadModelTable } from '../models.js';
 import { PredictionClaims } from '../prediction-claims.js';
+import { SubmitRateLimiter } from '../submit-rate-limiter.js';
 import { createEnhancementQueue, createQueueEvents, enqueueEnhancement, type EnhancementQueue } from '../producer.js';
 import { WavespeedClient } from '../wavespeed-client.js';
 
@@ -101,6 +102,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
           metrics,
           log,
           timings,
+          submitLimiter: o.ratePerMin ? new SubmitRateLimiter(redis, o.prefix, o.ratePerMin) : null,
         },
       });
       harness.enhancement = enhancement;
