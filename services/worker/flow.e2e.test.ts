@@ -153,6 +153,21 @@ describe('enhancement flow', () => {
     await ledger.expectInvariants();
   });
 
+  it('a requestId enqueued again after its job was removed is refused as a duplicate: no second submit, one charge', async () => {
+    const user = `u-${uid()}`;
+    await grant(user, 10n);
+    const r = request(user);
+    await w.enqueue(r);
+    await (await w.finished(r.requestId)).remove();
+    await w.enqueue(r);
+    const again = await w.finished(r.requestId);
+    expect(failureReasonOf(again.failedReason)).toBe('DUPLICATE_REQUEST');
+    expect(await tasksFor(r)).toHaveLength(1);
+    expect(await available(user)).toBe(10n - price);
+    expect((await entriesOf(user)).filter((e) => e.kind === EntryKind.ENTRY_KIND_CAPTURE)).toHaveLength(1);
+    await ledger.expectInvariants();
+  });
+
   it('a failed prediction (HTTP 200, status failed) releases the hold: no charge, UPSTREAM_FAILED', async () => {
     const user = `u-${uid()}`;
     await grant(user, 10n);

@@ -51,6 +51,8 @@ export const failureReasons = [
   'UPSTREAM_REJECTED',
   'UPSTREAM_UNKNOWN_OUTCOME',
   'HOLD_CLOSED',
+  'HOLD_EXPIRED',
+  'DUPLICATE_REQUEST',
 ] as const;
 export type FailureReason = (typeof failureReasons)[number];
 

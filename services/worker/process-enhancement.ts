@@ -145,6 +145,25 @@ class EnhancementRun {
       throw new Error(`reserve refused: ${r.reason}: ${r.message}`);
     }
     this.#holdId = r.value.holdId;
+    if (r.value.replayed) await this.#checkReplayedHold();
+  }
+
+  /**
+   * Reserve answered with an earlier hold although this job recorded nothing: either an earlier
+   * run of this job died between Reserve and recording its submit (nothing was sent; carry on),
+   * or another job with this requestId finished it and was removed since (do not submit again).
+   * The hold tells which: still open, closed (captured or released), or lapsed.
+   */
+  async #checkReplayedHold(): Promise<void> {
+    const r = await this.deps.ledger.call(
+      'extendHold',
+      { idempotencyKey: keyOf(this.request.requestId, `extend:${randomUUID()}`), holdId: this.#holdId, ttlMs: BigInt(this.deps.timings.holdTtlMs) },
+      this.#log,
+    );
+    if (r.ok) return;
+    if (r.reason === 'HOLD_CLOSED') throw await this.#failed('DUPLICATE_REQUEST', 'this requestId was already processed by an earlier job');
+    if (r.reason === 'HOLD_EXPIRED') throw await this.#failed('HOLD_EXPIRED', 'the credits held for this request lapsed before it was submitted; not charged');
+    throw new Error(`extendHold refused: ${r.reason}: ${r.message}`);
   }
 
   #startLease(extendNow: boolean): void {
