@@ -72,7 +72,20 @@ export class PredictionClaims {
     );
   }
 
-  async orphans(): Promise<Record<string, { requestId: string; model: string; expectedCostMicros: string; currency: string; at: string }>> {
+  /**
+   * Records an unknown submit whose window could not be read in full: the reconciliation looks
+   * for an unattributed billed prediction of `model` created in the window.
+   */
+  async recordUndetermined(requestId: string, model: string, submitStartedAtMs: number, submitTimeoutMs: number): Promise<void> {
+    // HSETNX under a window: key, beside the predictions.
+    await this.redis.hsetnx(
+      this.orphansKey,
+      `window:${requestId}`,
+      JSON.stringify({ requestId, model, from: new Date(submitStartedAtMs).toISOString(), to: new Date(submitStartedAtMs + submitTimeoutMs).toISOString() }),
+    );
+  }
+
+  async orphans(): Promise<Record<string, { requestId: string; model: string; expectedCostMicros?: string; currency?: string; at?: string; from?: string; to?: string }>> {
     const all = await this.redis.hgetall(this.orphansKey);
     return Object.fromEntries(Object.entries(all).map(([k, v]) => [k, JSON.parse(v)]));
   }

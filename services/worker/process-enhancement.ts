@@ -270,6 +270,15 @@ class EnhancementRun {
       this.model.id,
       submitStartedAtMs,
     );
+    if (resolution.kind === 'undetermined') {
+      this.deps.metrics.unknownOutcomes.inc({ resolution: 'undetermined' });
+      await this.deps.claims.recordUndetermined(this.request.requestId, this.model.id, submitStartedAtMs, this.deps.timings.submitTimeoutMs);
+      await this.#release();
+      throw await this.#failed(
+        'UPSTREAM_UNKNOWN_OUTCOME',
+        `the submit's answer was lost (${why}) and the listing holds ${resolution.total} predictions for its window, more than are read (${resolution.listed}); not charged, window recorded for reconciliation`,
+      );
+    }
     // Attribution is exclusive: a prediction another unknown submit already took is not ours.
     const orphans =
       resolution.kind === 'orphaned'

@@ -113,10 +113,9 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const job = await queue.getJob(jobId);
-        if (job && (job.finishedOn !== undefined || (await job.isFailed()))) {
-          const state = await job.getState();
-          if (state === 'completed' || state === 'failed') return job;
-        }
+        // A snapshot read while the job was active lacks its result: read it again once the
+        // job's state says it finished.
+        if (job && ['completed', 'failed'].includes(await job.getState())) return (await queue.getJob(jobId))!;
         if (Date.now() > deadline) throw new Error(`job ${jobId} not finished after ${timeoutMs} ms (state ${await job?.getState()})`);
         await new Promise((r) => setTimeout(r, 50));
       }
