@@ -163,6 +163,29 @@ describe('worker crashes and shutdown', () => {
     await ledger.expectInvariants();
   });
 
+  it('SIGTERM with time to spare: the jobs in flight finish before the worker exits, and no new job starts', async () => {
+    const userId = await userWith(100n);
+    const worker = await startWorker({ WORKER_DRAIN_GRACE_MS: '15000' });
+    const jobs = await Promise.all(Array.from({ length: 3 }, () => enqueue(userId)));
+    for (const d of jobs) await waitForPhase(d.requestId, 'submitted');
+    worker.signal('SIGTERM');
+    const deadline = Date.now() + 10_000;
+    while (!worker.logs.some((l) => l.msg === 'draining')) {
+      if (Date.now() > deadline) throw new Error('worker never started draining');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const late = await enqueue(userId); // arrives while draining: must not be taken
+    expect(await worker.exited).toEqual({ code: 0, signal: null });
+    for (const d of jobs) expect(await (await w.queue.getJob(d.requestId))!.getState()).toBe('completed');
+    expect(['wait', 'waiting']).toContain(await (await w.queue.getJob(late.requestId))!.getState());
+    expect(await tasksFor(late)).toHaveLength(0);
+    const next = await startWorker();
+    expect((await w.finished(late.requestId)).failedReason).toBeUndefined();
+    expect(await available(userId)).toBe(100n - 4n * price);
+    await next.stop();
+    await ledger.expectInvariants();
+  });
+
   it('SIGTERM: stops taking jobs, hands the ones still running after the grace period back; another worker finishes them', async () => {
     const userId = await userWith(100n);
     const first = await startWorker({ WORKER_DRAIN_GRACE_MS: '500' });

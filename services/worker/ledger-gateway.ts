@@ -31,7 +31,7 @@ export class LedgerGateway {
     private readonly callTimeoutMs = 10_000,
   ) {}
 
-  async call<M extends Method>(method: M, request: Req<M>, log: Logger): Promise<LedgerOutcome<Res<M>>> {
+  async call<M extends Method>(method: M, request: Req<M>, log: Logger, signal?: AbortSignal): Promise<LedgerOutcome<Res<M>>> {
     const deadline = Date.now() + this.retryMs;
     let delayMs = 100;
     for (;;) {
@@ -53,7 +53,8 @@ export class LedgerGateway {
           throw new LedgerUnavailable(`ledger ${method}: ${status[e.code]} for ${this.retryMs} ms: ${e.details ?? e.message}`);
         }
         log.warn({ method, code: status[e.code], retryInMs: delayMs }, 'ledger unavailable; retrying');
-        await sleep(delayMs);
+        // A shutdown hands the job back rather than waiting out the ledger (HandBack).
+        await sleep(delayMs, signal);
         delayMs = Math.min(delayMs * 2, 2_000);
       }
     }

@@ -138,6 +138,7 @@ class EnhancementRun {
         metadata: { request_id: this.request.requestId, model: this.model.id },
       },
       this.#log,
+      this.signal,
     );
     if (!r.ok) {
       if (r.reason === 'INSUFFICIENT_CREDITS') throw await this.#failed('INSUFFICIENT_CREDITS', `${this.model.creditsPrice} credits needed`);
@@ -338,6 +339,7 @@ class EnhancementRun {
       'capture',
       { idempotencyKey: keyOf(this.request.requestId, 'capture'), holdId: this.#holdId, credits: this.model.creditsPrice, upstream, metadata },
       this.#log,
+      this.signal,
     );
     let creditsCharged = this.model.creditsPrice;
     if (!captured.ok) {
@@ -351,6 +353,7 @@ class EnhancementRun {
         'consume',
         { idempotencyKey: keyOf(this.request.requestId, 'consume'), userId: this.request.userId, credits: this.model.creditsPrice, upstream, metadata },
         this.#log,
+        this.signal,
       );
       if (!consumed.ok) {
         this.deps.metrics.uncharged.inc();
@@ -374,6 +377,7 @@ class EnhancementRun {
       'release',
       { idempotencyKey: keyOf(this.request.requestId, 'release'), holdId: this.#holdId, metadata: { request_id: this.request.requestId } },
       this.#log,
+      this.signal,
     );
     // Already voided by the sweeper or closed earlier: nothing is held either way.
     if (!r.ok && r.reason !== 'HOLD_EXPIRED' && r.reason !== 'HOLD_CLOSED') throw new Error(`release refused: ${r.reason}: ${r.message}`);

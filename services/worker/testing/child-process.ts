@@ -22,6 +22,7 @@ export interface Child {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly hasExited: boolean;
   kill(): Promise<unknown>;
+  signal(signal: NodeJS.Signals): void;
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
@@ -96,6 +97,9 @@ export async function startChild(mainPath: string, env: Record<string, string>, 
     async kill() {
       if (!exitedFlag) child.kill('SIGKILL');
       return exited;
+    },
+    signal(signal) {
+      if (!exitedFlag) child.kill(signal);
     },
     async stop(timeoutMs = 20_000) {
       if (!exitedFlag) child.kill('SIGTERM');
