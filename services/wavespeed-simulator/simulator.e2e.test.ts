@@ -171,6 +171,13 @@ describe('Wavespeed simulator', () => {
     }
   });
 
+  it('refuses an oversized body with 413 and creates nothing', async () => {
+    const tasks = sim.stats().tasksCreated;
+    const answer = await submit({ image: 'https://example.com/a.png', padding: 'x'.repeat(1_100_000) });
+    expect(answer.status).toBe(413);
+    expect(sim.stats().tasksCreated).toBe(tasks);
+  });
+
   it('refuses malformed fault rules and listing queries with a message naming the field', async () => {
     const bad = await call('POST', '/__sim/faults', { rules: [{ op: 'submit', action: { kind: 'status', status: 200 } }] });
     expect(bad.status).toBe(400);

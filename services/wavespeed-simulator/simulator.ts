@@ -223,11 +223,17 @@ export class WavespeedSimulator {
   async #readJson(req: http.IncomingMessage): Promise<unknown> {
     const chunks: Buffer[] = [];
     let size = 0;
+    // An oversized body is read to its end but not kept, so the client gets the 413 instead of
+    // a connection closed under it (past 16 MB the connection is dropped).
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > jsonLimitBytes) throw new HttpError(413, 'request body too large');
-      chunks.push(chunk);
+      if (size > 16 * jsonLimitBytes) {
+        req.socket.destroy();
+        throw new HttpError(413, 'request body too large');
+      }
+      if (size <= jsonLimitBytes) chunks.push(chunk);
     }
+    if (size > jsonLimitBytes) throw new HttpError(413, `request body too large (limit ${jsonLimitBytes} bytes)`);
     const text = Buffer.concat(chunks).toString('utf8');
     if (text.trim() === '') return {};
     try {

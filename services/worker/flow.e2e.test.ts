@@ -168,6 +168,22 @@ describe('enhancement flow', () => {
     await ledger.expectInvariants();
   });
 
+  it('a requestId reused for a different request (another model) is refused without a submit', async () => {
+    const user = `u-${uid()}`;
+    await grant(user, 30n);
+    const r = request(user);
+    await w.enqueue(r);
+    await (await w.finished(r.requestId)).remove();
+    const other: EnhancementRequest = { ...r, model: 'wavespeed-ai/flux-dev', input: { prompt: 'a cat' } };
+    await w.enqueue(other);
+    const job = await w.finished(r.requestId);
+    expect(failureReasonOf(job.failedReason)).toBe('INVALID_INPUT');
+    expect(job.failedReason).toMatch(/requestId was already used/);
+    expect((await sim.tasks()).filter((t) => t.input.prompt === 'a cat' || t.input.image === r.input.image)).toHaveLength(1);
+    expect(await available(user)).toBe(30n - price);
+    await ledger.expectInvariants();
+  });
+
   it('a failed prediction (HTTP 200, status failed) releases the hold: no charge, UPSTREAM_FAILED', async () => {
     const user = `u-${uid()}`;
     await grant(user, 10n);
