@@ -511,7 +511,7 @@ export class WavespeedSimulator {
       id: task.id,
       model: task.model,
       input: task.input,
-      outputs: task.final === 'completed' ? [`${new URL(target).origin}/outputs/${task.id}.png`] : [],
+      outputs: task.final === 'completed' ? [`${this.url}/outputs/${task.id}.png`] : [],
       urls: { get: `${this.url}/api/v3/predictions/${task.id}/result` },
       has_nsfw_contents: task.final === 'completed' ? [false] : [],
       status: task.final,

@@ -15,6 +15,10 @@ export const workerConfigSchema = z.object({
   // Submits per minute the Wavespeed account tier allows; unset: no limit.
   WAVESPEED_RATE_PER_MIN: z.coerce.number().int().min(1).max(1_000_000).optional(),
   MODELS_FILE: z.string().min(1).optional(),
+  // The public URL at which Wavespeed reaches this worker's webhook receiver (served on
+  // WORKER_METRICS_ADDR at /wavespeed/webhook); unset: no webhooks, unknown submits are
+  // resolved through the prediction listing alone.
+  WAVESPEED_WEBHOOK_URL: z.string().url().regex(/^https?:\/\//, 'an http(s) URL').optional(),
   WORKER_METRICS_ADDR: hostPort('127.0.0.1:9465'),
   WORKER_QUEUE_PREFIX: z.string().regex(/^[\w:.-]{1,64}$/, 'letters, digits, _ : . - only').default('bull'),
   WORKER_HOLD_TTL_MS: intFromEnv(120_000, 3_000, 3_600_000),
@@ -40,6 +44,7 @@ export interface WorkerConfig {
   concurrency: number;
   ratePerMin: number | null;
   modelsFile: string | undefined;
+  webhookUrl: string | undefined;
   metricsAddr: string;
   queuePrefix: string;
   flow: FlowTimings;
@@ -75,6 +80,7 @@ export function parseWorkerConfig(env: Record<string, string | undefined>): Work
     concurrency: c.WORKER_CONCURRENCY,
     ratePerMin: c.WAVESPEED_RATE_PER_MIN ?? null,
     modelsFile: c.MODELS_FILE,
+    webhookUrl: c.WAVESPEED_WEBHOOK_URL,
     metricsAddr: c.WORKER_METRICS_ADDR,
     queuePrefix: c.WORKER_QUEUE_PREFIX,
     flow: {

@@ -15,6 +15,7 @@ import { loadModelTable } from './models.js';
 import { PredictionClaims } from './prediction-claims.js';
 import { SubmitRateLimiter } from './submit-rate-limiter.js';
 import { WavespeedClient } from './wavespeed-client.js';
+import { WebhookInbox, webhookPath } from './webhook-inbox.js';
 
 export interface RunningWorker {
   metricsPort: number;
@@ -30,6 +31,10 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
   for (const c of [bullConnection, redis]) c.on('error', (error) => log.warn({ err: error.message }, 'redis connection error'));
   const ledgerClient = createLedgerClient(config.ledgerAddr, config.ledgerToken);
   const wavespeed = new WavespeedClient(config.wavespeed);
+  // The signing secret comes from Wavespeed itself, with the API key: one secret less to configure.
+  const webhooks = config.webhookUrl
+    ? new WebhookInbox(redis, config.queuePrefix, config.webhookUrl, await wavespeed.webhookSecret())
+    : null;
   const enhancement = createEnhancementWorker({
     connection: bullConnection,
     prefix: config.queuePrefix,
@@ -47,6 +52,7 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
       log,
       timings: config.flow,
       submitLimiter: config.ratePerMin === null ? null : new SubmitRateLimiter(redis, config.queuePrefix, config.ratePerMin),
+      webhooks,
     },
   });
 
@@ -56,6 +62,13 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         (error: unknown) => res.writeHead(500).end(String(error)),
       );
+      return;
+    }
+    if (webhooks && req.method === 'POST' && req.url?.split('?')[0] === webhookPath) {
+      webhooks.handle(req, res).catch((error: unknown) => {
+        log.error({ err: error }, 'webhook handling failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
       return;
     }
     if (req.method === 'GET' && req.url === '/healthz') {

@@ -38,7 +38,7 @@ export function createWorkerMetrics(options: { defaults?: boolean } = {}) {
     }),
     unknownOutcomes: new Counter({
       name: 'enhancement_unknown_submit_outcomes_total',
-      help: 'Submits whose outcome was unknown, by how they were resolved (not_created, orphaned, undetermined).',
+      help: 'Submits whose outcome was unknown, by how they were resolved (not_created, webhook, orphaned, undetermined).',
       labelNames: ['resolution'] as const,
       registers: [registry],
     }),

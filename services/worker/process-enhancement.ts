@@ -16,6 +16,7 @@ import { inputProblem, type ModelEntry, type ModelTable } from './models.js';
 import type { PredictionClaims } from './prediction-claims.js';
 import { resolveUnknownSubmit } from './resolve-unknown-submit.js';
 import type { SubmitRateLimiter } from './submit-rate-limiter.js';
+import type { WebhookInbox } from './webhook-inbox.js';
 import { sleep } from './sleep.js';
 import { finalStatuses, type WavespeedClient } from './wavespeed-client.js';
 
@@ -43,6 +44,8 @@ export interface FlowDeps {
   timings: FlowTimings;
   /** The account tier's submit rate, shared across processes; null: no limit. */
   submitLimiter: SubmitRateLimiter | null;
+  /** Wavespeed webhooks tie a task to its request; null when no public URL is configured. */
+  webhooks: WebhookInbox | null;
 }
 
 type EnhancementJob = Job<EnhancementJobData, EnhancementResult>;
@@ -110,11 +113,17 @@ class EnhancementRun {
         this.#log = this.#log.child({ predictionId });
         this.#log.info('resuming: polling the recorded prediction');
       } else {
-        if (recorded?.phase === 'submitting') {
-          attempt = recorded.attempt + 1;
-          await this.#resolveUnknown(recorded.submitStartedAtMs, 'redelivered while submitting');
+        const adopted =
+          recorded?.phase === 'submitting'
+            ? await this.#resolveUnknown(recorded.attempt, recorded.submitStartedAtMs, 'redelivered while submitting')
+            : null;
+        if (adopted !== null && recorded?.phase === 'submitting') {
+          predictionId = adopted;
+          submittedAtMs = recorded.submitStartedAtMs;
+        } else {
+          if (recorded?.phase === 'submitting') attempt = recorded.attempt + 1;
+          ({ predictionId, submittedAtMs } = await this.#submit(attempt));
         }
-        ({ predictionId, submittedAtMs } = await this.#submit(attempt));
       }
       const final = await this.#poll(predictionId, submittedAtMs);
       if (final.status !== 'completed') {
@@ -221,7 +230,7 @@ class EnhancementRun {
       // Written before the request leaves: if this process dies before the answer is recorded,
       // the next run knows the outcome is unknown and must not blindly send it again.
       await this.#record({ phase: 'submitting', holdId: this.#holdId, attempt, submitStartedAtMs: startedAtMs });
-      const outcome = await this.deps.wavespeed.submit(this.model.id, this.request.input);
+      const outcome = await this.deps.wavespeed.submit(this.model.id, this.request.input, this.deps.webhooks?.urlFor(this.request.requestId, attempt));
       this.deps.metrics.wavespeedRequests.inc({ op: 'submit', result: outcome.kind === 'refused' ? String(outcome.status) : outcome.kind });
       if (outcome.kind === 'created') {
         const predictionId = outcome.predictionId;
@@ -232,8 +241,9 @@ class EnhancementRun {
         return { predictionId, submittedAtMs: startedAtMs };
       }
       if (outcome.kind === 'unknown') {
-        this.#log.warn({ error: outcome.error, attempt }, 'submit outcome unknown; resolving through the prediction listing');
-        await this.#resolveUnknown(startedAtMs, outcome.error);
+        this.#log.warn({ error: outcome.error, attempt }, 'submit outcome unknown; resolving it');
+        const adopted = await this.#resolveUnknown(attempt, startedAtMs, outcome.error);
+        if (adopted !== null) return { predictionId: adopted, submittedAtMs: startedAtMs };
         continue; // Resolved as not created: sending again is safe.
       }
       if (outcome.kind === 'refused' && outcome.status !== 429) {
@@ -254,12 +264,13 @@ class EnhancementRun {
   }
 
   /**
-   * Resolves a submit whose answer was lost. Returns when it is known that no task was created
-   * (the caller may submit again); otherwise releases the hold, records the orphaned
-   * predictions for reconciliation and fails the job: the user is not charged for a result
-   * that cannot be proven to be theirs.
+   * Resolves a submit whose answer was lost. Returns null when it is known that no task was
+   * created (the caller may submit again), or the prediction id when Wavespeed's signed webhook
+   * for this very submit named its task (adopted: claimed and recorded, then polled like any
+   * other). Otherwise releases the hold, records the orphaned predictions for reconciliation
+   * and fails the job: the user is not charged for a result that cannot be proven theirs.
    */
-  async #resolveUnknown(submitStartedAtMs: number, why: string): Promise<void> {
+  async #resolveUnknown(attempt: number, submitStartedAtMs: number, why: string): Promise<string | null> {
     const resolution = await resolveUnknownSubmit(
       {
         wavespeed: this.deps.wavespeed,
@@ -271,6 +282,17 @@ class EnhancementRun {
       this.model.id,
       submitStartedAtMs,
     );
+    if (resolution.kind !== 'not-created' && this.deps.webhooks) {
+      const task = await this.#awaitWebhook(this.deps.webhooks, attempt, submitStartedAtMs);
+      if (task !== null) {
+        this.deps.metrics.unknownOutcomes.inc({ resolution: 'webhook' });
+        await this.deps.claims.claim(task.id, this.request.requestId);
+        await this.#record({ phase: 'submitted', holdId: this.#holdId, attempt, predictionId: task.id, submittedAtMs: submitStartedAtMs });
+        this.#log = this.#log.child({ predictionId: task.id });
+        this.#log.info({ why, attempt }, 'unknown submit resolved by its webhook: adopting the prediction');
+        return task.id;
+      }
+    }
     if (resolution.kind === 'undetermined') {
       this.deps.metrics.unknownOutcomes.inc({ resolution: 'undetermined' });
       await this.deps.claims.recordUndetermined(this.request.requestId, this.model.id, submitStartedAtMs, this.deps.timings.submitTimeoutMs);
@@ -288,7 +310,7 @@ class EnhancementRun {
     this.deps.metrics.unknownOutcomes.inc({ resolution: orphans.length === 0 ? 'not_created' : 'orphaned' });
     if (orphans.length === 0) {
       this.#log.info({ why }, 'unknown submit resolved: no task was created; submitting again');
-      return;
+      return null;
     }
     await this.#release();
     throw await this.#failed(
@@ -296,6 +318,16 @@ class EnhancementRun {
       `the submit's answer was lost (${why}) and ${orphans.length} unattributed prediction(s) exist; not charged, recorded for reconciliation`,
       { orphanPredictionIds: orphans },
     );
+  }
+
+  /** Waits for the webhook of this submit until the prediction timeout; null if none came. */
+  async #awaitWebhook(inbox: WebhookInbox, attempt: number, submitStartedAtMs: number) {
+    const deadline = submitStartedAtMs + this.deps.timings.predictionTimeoutMs;
+    for (;;) {
+      const task = await inbox.get(this.request.requestId, attempt);
+      if (task !== null || Date.now() >= deadline) return task;
+      await sleep(Math.min(500, deadline - Date.now()), this.signal);
+    }
   }
 
   async #poll(predictionId: string, submittedAtMs: number): Promise<{ status: string; outputs: string[]; error: string }> {

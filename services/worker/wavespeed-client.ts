@@ -122,6 +122,15 @@ export class WavespeedClient {
     }
   }
 
+  /** The account's webhook signing secret (`GET /api/v3/webhook/secret`, `whsec_…`). */
+  async webhookSecret(): Promise<string> {
+    const response = await this.#http.request('GET', '/api/v3/webhook/secret', this.#headers, undefined, this.options.readTimeoutMs);
+    if (response.status !== 200) throw new Error(`webhook secret: HTTP ${response.status}: ${messageOf(response.text)}`);
+    const secret = (JSON.parse(response.text) as { data?: { secret?: unknown } }).data?.secret;
+    if (typeof secret !== 'string' || secret.length === 0) throw new Error('webhook secret: no data.secret in the answer');
+    return secret;
+  }
+
   /**
    * One page (≤ 100, newest first) of the account's predictions of `model` created in
    * [from, to]. Throws on any failure: the caller decides when to ask again.

@@ -13,6 +13,9 @@ import { PredictionClaims } from '../prediction-claims.js';
 import { SubmitRateLimiter } from '../submit-rate-limiter.js';
 import { createEnhancementQueue, createQueueEvents, enqueueEnhancement, type EnhancementQueue } from '../producer.js';
 import { WavespeedClient } from '../wavespeed-client.js';
+import { WebhookInbox, webhookPath } from '../webhook-inbox.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 /**
  * A real enhancement worker in the test process, on real Redis under a key prefix of its own
@@ -47,6 +50,8 @@ export interface WorkerHarnessOptions {
   ratePerMin?: number | null;
   /** Start consuming at once (default) or leave it to the test. */
   start?: boolean;
+  /** Receive Wavespeed's webhooks on 127.0.0.1:0 and pass their URL with each submit. */
+  webhooks?: boolean;
 }
 
 export interface WorkerHarness {
@@ -56,6 +61,8 @@ export interface WorkerHarness {
   redis: Redis;
   metrics: WorkerMetrics;
   claims: PredictionClaims;
+  /** The webhook receiver's URL, when `webhooks` was asked for. */
+  webhookUrl: string | null;
   enhancement: EnhancementWorker | null;
   startWorker(): EnhancementWorker;
   enqueue(request: EnhancementRequest): Promise<Job<EnhancementJobData, EnhancementResult>>;
@@ -77,6 +84,18 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
   const ledgerClient: LedgerClient = createLedgerClient(o.ledgerAddress, o.ledgerToken);
   const timings = { ...testTimings, ...o.timings };
   const wavespeed = new WavespeedClient({ baseUrl: o.simulatorUrl, apiKey: o.apiKey, submitTimeoutMs: timings.submitTimeoutMs, readTimeoutMs: 5_000 });
+  let webhooks: WebhookInbox | null = null;
+  let receiver: http.Server | null = null;
+  if (o.webhooks) {
+    const server = http.createServer((req, res) => {
+      if (req.method === 'POST' && req.url?.split('?')[0] === webhookPath && webhooks) void webhooks.handle(req, res);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    receiver = server;
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${webhookPath}`;
+    webhooks = new WebhookInbox(redis, o.prefix, url, await wavespeed.webhookSecret());
+  }
   const harness: WorkerHarness = {
     prefix: o.prefix,
     queue,
@@ -84,6 +103,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
     redis,
     metrics,
     claims,
+    webhookUrl: webhooks ? webhooks.urlFor('x', 1).split('?')[0]! : null,
     enhancement: null,
     startWorker() {
       const enhancement = createEnhancementWorker({
@@ -103,6 +123,7 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
           log,
           timings,
           submitLimiter: o.ratePerMin ? new SubmitRateLimiter(redis, o.prefix, o.ratePerMin) : null,
+          webhooks,
         },
       });
       harness.enhancement = enhancement;
@@ -129,6 +150,10 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
     },
     async close() {
       await harness.enhancement?.close(0);
+      if (receiver) {
+        receiver.closeAllConnections();
+        await new Promise<void>((r) => receiver!.close(() => r()));
+      }
       await events.close();
       await queue.obliterate({ force: true }).catch(() => undefined);
       // Claims and orphans live beside the queue under the same prefix.
