@@ -1,5 +1,5 @@
 -- The payments service's database role, run by psql as a superuser after the migrations and
--- `db-roles` (deploy/README.md). Idempotent: safe to run again after every migration.
+-- `db-roles` (README.md, "Running in production"). Idempotent: safe to run again after every migration.
 --
 -- Inputs (psql variables): owner (the ledger's owner role, which runs migrations),
 -- payments_app (the role payments connects as), payments_app_password.
