@@ -5,8 +5,11 @@
 // STRIPE_SECRET_KEY a local checkout stands in for Stripe's (its "Pay" button completes the
 // session and delivers correctly signed webhooks), with a development sign-in page. Then it
 // serves the ledger (gRPC) and payments (HTTP), one line per service when ready. SIGTERM or
-// Ctrl-C stops them all, in order, and the embedded database last.
-import { execFileSync } from 'node:child_process';
+// Ctrl-C stops them all, in order, and the embedded database last. Without REDIS_URL it runs
+// the redis-server found on the PATH with its data in .data/redis; without WAVESPEED_API_KEY a
+// local Wavespeed simulator stands in for the upstream. The worker then takes enhancement jobs.
+// The addresses are also written to .data/system.json, for `npm run demo`.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -17,6 +20,8 @@ import { createLogger } from '../services/lib/logger.js';
 import { migrate } from '../services/lib/migrate.js';
 import { startLedger } from '../services/ledger/main.js';
 import { startPayments } from '../services/payments/main.js';
+import { startSimulator } from '../services/wavespeed-simulator/main.js';
+import { startWorker } from '../services/worker/main.js';
 import { startStripeStandIn, type StripeStandIn } from '../services/payments/testing/stripe-stand-in.js';
 import { applyRoles } from '../services/ledger/store/db-roles.js';
 import { exitOnSignal } from '../services/lib/signals.js';
@@ -104,15 +109,71 @@ async function devRolePasswords(): Promise<{ owner: string; app: string }> {
   return passwords;
 }
 
+/**
+ * A redis-server from the PATH, with its data in .data/redis (append-only file, so queued jobs
+ * survive a restart), on REDIS_PORT (default 6390, beside a machine's own 6379). Exits the start
+ * with a message saying what to do when there is none.
+ */
+async function localRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = Number(process.env.REDIS_PORT ?? 6390);
+  const dir = path.join(dataDir, 'redis');
+  await mkdir(dir, { recursive: true });
+  let child: ChildProcess;
+  try {
+    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
+  } catch {
+    log.fatal('no Redis: set REDIS_URL, or install redis-server (Debian: apt-get install -y redis-server) so npm start can run one');
+    process.exit(1);
+  }
+  child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; ; i += 1) {
+    try {
+      execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: 'ignore' });
+      break;
+    } catch {
+      if (i >= 100 || child.exitCode !== null) throw new Error(`redis-server did not start on port ${port} (is it taken? set REDIS_PORT or REDIS_URL)`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  log.info({ url, dir }, 'local Redis running');
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 /** Secrets of the local system (never used outside this machine), made once per data directory. */
-async function devSecrets(): Promise<{ jwt: string; webhook: string; lootbox: string }> {
+interface DevSecrets {
+  jwt: string;
+  webhook: string;
+  lootbox: string;
+  wavespeedKey: string;
+  wavespeedWebhook: string;
+}
+
+async function devSecrets(): Promise<DevSecrets> {
   const file = path.join(dataDir, 'dev-secrets.json');
-  if (existsSync(file)) return JSON.parse(await readFile(file, 'utf8')) as { jwt: string; webhook: string; lootbox: string };
-  const secrets = {
+  const fresh: DevSecrets = {
     jwt: randomBytes(32).toString('hex'),
     webhook: `whsec_${randomBytes(24).toString('hex')}`,
     lootbox: randomBytes(32).toString('hex'),
+    wavespeedKey: `sim_${randomBytes(16).toString('hex')}`,
+    wavespeedWebhook: `whsec_${randomBytes(24).toString('hex')}`,
   };
+  // Kept ones win; secrets added since an older data directory was made are filled in.
+  if (existsSync(file)) {
+    const kept = { ...fresh, ...(JSON.parse(await readFile(file, 'utf8')) as Partial<DevSecrets>) };
+    await writeFile(file, JSON.stringify(kept), { mode: 0o600 });
+    return kept;
+  }
+  const secrets = fresh;
   await writeFile(file, JSON.stringify(secrets), { mode: 0o600 });
   return secrets;
 }
@@ -177,6 +238,32 @@ if (!env.STRIPE_SECRET_KEY) {
 const payments = await startPayments(paymentsEnv, createLogger('payments'));
 webhookTarget.url = `${payments.url}/webhooks/stripe`;
 
+let stopRedis = async () => {};
+if (!env.REDIS_URL) {
+  const redis = await localRedis();
+  env.REDIS_URL = redis.url;
+  stopRedis = redis.stop;
+}
+let simulator: Awaited<ReturnType<typeof startSimulator>> | null = null;
+const workerEnv: Record<string, string | undefined> = {
+  ...env,
+  LEDGER_ADDR: ledgerAddr,
+  LEDGER_TOKEN: env.WORKER_LEDGER_TOKEN ?? tokenFor('worker'),
+};
+if (!env.WAVESPEED_API_KEY) {
+  simulator = await startSimulator(
+    {
+      WAVESPEED_SIM_ADDR: env.WAVESPEED_SIM_ADDR ?? '127.0.0.1:0',
+      WAVESPEED_API_KEY: secrets.wavespeedKey,
+      WAVESPEED_WEBHOOK_SECRET: secrets.wavespeedWebhook,
+      WAVESPEED_SIM_LATENCY_MS: env.WAVESPEED_SIM_LATENCY_MS ?? '2000',
+    },
+    createLogger('wavespeed-simulator'),
+  );
+  Object.assign(workerEnv, { WAVESPEED_API_KEY: secrets.wavespeedKey, WAVESPEED_BASE_URL: `http://127.0.0.1:${simulator.port}` });
+}
+const worker = await startWorker(workerEnv, createLogger('worker'));
+
 // One line per service, whatever LOG_LEVEL says.
 const ready = log.child({}, { level: 'info' });
 ready.info({ service: 'ledger', address: ledgerAddr }, 'service ready');
@@ -184,7 +271,18 @@ ready.info({ service: 'payments', url: payments.url, page: `${payments.url}/cred
 if (stripeStandIn) {
   ready.info({ service: 'stripe-local-checkout', url: stripeStandIn.url, signIn: `${payments.url}/dev/sign-in?user_id=demo-user` }, 'service ready');
 }
-ready.info({ ledger: ledgerAddr, payments: payments.url }, 'system ready');
+if (simulator) ready.info({ service: 'wavespeed-simulator', url: `http://127.0.0.1:${simulator.port}` }, 'service ready');
+ready.info({ service: 'worker', redis: env.REDIS_URL, queue: 'enhancements', metrics: `http://127.0.0.1:${worker.metricsPort}/metrics` }, 'service ready');
+const system = {
+  ledger: ledgerAddr,
+  payments: payments.url,
+  redis: env.REDIS_URL,
+  queuePrefix: env.WORKER_QUEUE_PREFIX ?? 'bull',
+  wavespeed: workerEnv.WAVESPEED_BASE_URL ?? null,
+  credentialsFile: path.join(dataDir, 'dev-credentials.json'),
+};
+await writeFile(path.join(dataDir, 'system.json'), JSON.stringify(system, null, 2));
+ready.info(system, 'system ready');
 
 // Stop in the reverse order of start: the HTTP edge first, the ledger, the database last. The
 // embedded PostgreSQL's own fast shutdown takes a second or two after the ledger's drain.
@@ -192,9 +290,12 @@ exitOnSignal(
   log,
   async () => {
     await payments.stop();
+    await worker.stop();
+    await simulator?.simulator.close();
     await stripeStandIn?.close();
     await ledger.stop();
+    await stopRedis();
     await stopDatabase();
   },
-  ledger.stopDeadlineMs + payments.config.drainGraceMs + 5_000,
+  ledger.stopDeadlineMs + payments.config.drainGraceMs + 40_000,
 );

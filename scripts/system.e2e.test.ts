@@ -39,6 +39,10 @@ describe('the whole product through a browser', () => {
       LEDGER_CREDENTIALS: JSON.stringify(credentials),
       LEDGER_GRPC_ADDR: '127.0.0.1:0',
       LEDGER_METRICS_ADDR: '127.0.0.1:0',
+      // The machine's Redis, under a key prefix of this run's own.
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      WORKER_QUEUE_PREFIX: `test-${process.pid}-${Date.now()}`,
+      WORKER_METRICS_ADDR: '127.0.0.1:0',
       DATA_DIR: dataDir,
     });
     browser = await chromium.launch({

@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
-import { createLedgerClient } from '../ledger/client/index.js';
+import { createLedgerClient, ledgerClientTlsFromEnv } from '../ledger/client/index.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { exitOnSignal } from '../lib/signals.js';
 import { parseWorkerConfig } from './config.js';
@@ -29,7 +29,8 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
   const bullConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
   const redis = new Redis(config.redisUrl);
   for (const c of [bullConnection, redis]) c.on('error', (error) => log.warn({ err: error.message }, 'redis connection error'));
-  const ledgerClient = createLedgerClient(config.ledgerAddr, config.ledgerToken);
+  // TLS to the ledger when LEDGER_TLS_CA (and, for mTLS, LEDGER_TLS_CLIENT_CERT/_KEY) are set.
+  const ledgerClient = createLedgerClient(config.ledgerAddr, config.ledgerToken, {}, ledgerClientTlsFromEnv(env));
   const wavespeed = new WavespeedClient(config.wavespeed);
   // The signing secret comes from Wavespeed itself, with the API key: one secret less to configure.
   const webhooks = config.webhookUrl
