@@ -9,6 +9,8 @@ import { createLedgerClient, EntryKind } from '../services/ledger/client/index.j
 import { testCredentials } from '../services/ledger/testing/ledger-harness.js';
 import { createTestRoles, type TestRoles } from '../services/ledger/testing/ledger-roles.js';
 import { createTestDatabase, type TestDatabase } from '../services/testing/test-db.js';
+import { Redis } from 'ioredis';
+import { createEnhancementQueue, createQueueEvents, runEnhancement } from '../services/worker/producer.js';
 import { startSystem, type RunningSystem } from './testing/npm-start.js';
 
 // The whole product as `npm start` runs it, driven through a real browser as a person would use
@@ -36,6 +38,7 @@ describe('the whole product through a browser', () => {
       PAYMENTS_DATABASE_URL: db.url,
       PAYMENTS_HTTP_ADDR: '127.0.0.1:0',
       PAYMENTS_APPLY_PERIOD_MS: '100',
+      WAVESPEED_SIM_LATENCY_MS: '200',
       LEDGER_CREDENTIALS: JSON.stringify(credentials),
       LEDGER_GRPC_ADDR: '127.0.0.1:0',
       LEDGER_METRICS_ADDR: '127.0.0.1:0',
@@ -102,5 +105,33 @@ describe('the whole product through a browser', () => {
     auditor.close();
     expect(entries.map((e) => e.kind)).toEqual([EntryKind.ENTRY_KIND_PURCHASE]);
     expect(entries[0]!.transfers.some((t) => t.amount === 299_990_000n && t.unit === 'USD')).toBe(true);
+
+    // An enhancement, as the product's backend asks for one: a BullMQ job the worker takes.
+    const redis = new Redis(String(system!.ready.redis), { maxRetriesPerRequest: null });
+    const queue = createEnhancementQueue(redis, String(system!.ready.queuePrefix));
+    const events = createQueueEvents(redis.duplicate(), String(system!.ready.queuePrefix));
+    try {
+      const outcome = await runEnhancement(
+        queue,
+        events,
+        { requestId: 'req-e2e-1', userId: 'buyer-1', model: 'wavespeed-ai/image-upscaler', input: { image: 'https://example.test/cat.png', target_resolution: '4k' } },
+        60_000,
+      );
+      if (!outcome.ok) throw new Error(`enhancement failed: ${outcome.reason} ${outcome.message}`);
+      expect(outcome.outputs.length).toBeGreaterThan(0);
+      // The balance drops by the model's price, on the page too.
+      await page.reload();
+      expect(await page.getByTestId('balance-total').textContent()).toBe(String(500n - outcome.creditsCharged));
+      await page.screenshot({ path: path.join(artifacts, '4-after-enhancement.png'), fullPage: true });
+      const auditor2 = createLedgerClient(String(system!.ready.ledger), credentials.find((c) => c.role === 'auditor')!.token);
+      const capture = (await auditor2.listEntries({ userId: 'buyer-1' })).entries.at(-1)!;
+      auditor2.close();
+      expect(capture.kind).toBe(EntryKind.ENTRY_KIND_CAPTURE);
+      expect(capture.metadata['upstream.request_id']).toBe(outcome.predictionId);
+    } finally {
+      await queue.close();
+      await events.close();
+      await redis.quit();
+    }
   });
 });
