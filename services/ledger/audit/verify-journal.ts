@@ -184,7 +184,7 @@ export async function verifyJournal(pool: pg.Pool, options: VerifyOptions = {}):
   for (;;) {
     const page = await pool.query(
       `SELECT seq::text, kind, user_id, hold_id::text, idempotency_key, request_hash, actor,
-              recorded_at, effective_at, policy_version, allocation, metadata, result, reverses_seq::text,
+              recorded_at, effective_at, policy_version, allocation, metadata, result, lots, reverses_seq::text,
               prev_hash, hash
          FROM entries WHERE entries.seq >= $1 ORDER BY entries.seq LIMIT $2`,
       [expectedSeq.toString(), pageSize],
@@ -240,6 +240,7 @@ export async function verifyJournal(pool: pg.Pool, options: VerifyOptions = {}):
         allocation: r.allocation,
         metadata: r.metadata,
         result: r.result,
+        lots: r.lots,
         reversesSeq: r.reverses_seq,
         transfers: bySeq.get(r.seq) ?? [],
       });
