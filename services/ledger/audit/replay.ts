@@ -523,6 +523,8 @@ export class JournalReplay {
     if (open.length > 0) {
       find('transfers', 'pending_seq', `entry ${row.seq}`, `legs ${hold.legs.join(', ')} resolved`, `${open.join(', ')} still pending`,
         `closing hold ${hold.id} must post or void all it reserved`);
+      // Reported here, at the entry that should have resolved them; not again as orphans.
+      for (const leg of open) this.#pending.delete(leg);
     }
     this.openHolds.delete(hold.id);
     this.#onHoldClosed(hold);
