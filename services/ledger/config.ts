@@ -43,6 +43,10 @@ export const ledgerConfigSchema = z.object({
   LEDGER_EXPIRY_SWEEP_BATCH_MAX: intFromEnv(500, 1, 10_000),
   LEDGER_DB_POOL_SIZE: intFromEnv(8, 2, 100),
   LEDGER_DRAIN_GRACE_MS: intFromEnv(10_000, 0, 600_000),
+  // AuditService's Wavespeed reconciliation reads the billing listing with this key; without
+  // it ReconcileWavespeed answers FAILED_PRECONDITION.
+  WAVESPEED_API_KEY: z.string().min(1).optional(),
+  WAVESPEED_API_BASE: z.string().url().default('https://api.wavespeed.ai'),
 });
 
 export type LedgerConfigEnv = z.infer<typeof ledgerConfigSchema>;
@@ -62,6 +66,8 @@ export interface LedgerConfig {
   expirySweepBatchMax: number;
   dbPoolSize: number;
   drainGraceMs: number;
+  /** For AuditService.ReconcileWavespeed; absent: not configured. */
+  wavespeed?: { baseUrl: string; apiKey: string } | null;
 }
 
 export function parseLedgerConfig(env: Record<string, string | undefined>): LedgerConfig {
@@ -84,5 +90,6 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     expirySweepBatchMax: c.LEDGER_EXPIRY_SWEEP_BATCH_MAX,
     dbPoolSize: c.LEDGER_DB_POOL_SIZE,
     drainGraceMs: c.LEDGER_DRAIN_GRACE_MS,
+    wavespeed: c.WAVESPEED_API_KEY ? { baseUrl: c.WAVESPEED_API_BASE, apiKey: c.WAVESPEED_API_KEY } : null,
   };
 }
