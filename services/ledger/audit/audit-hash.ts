@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { JournalRow } from './journal-row.js';
 
 /**
@@ -94,7 +94,7 @@ export function entryBody(row: JournalRow): string {
 
 /** sha256(prev_hash ‖ body), as lowercase hex. */
 export function recomputeHash(prevHashHex: string, row: JournalRow): string {
-  return hash('sha256', Buffer.concat([Buffer.from(prevHashHex, 'hex'), Buffer.from(entryBody(row))]), 'hex');
+  return createHash('sha256').update(Buffer.from(prevHashHex, 'hex')).update(entryBody(row), 'utf8').digest('hex');
 }
 
 export const genesisHashHex = '0'.repeat(64);

@@ -132,9 +132,10 @@ export class JournalReplay {
 
   /** The first finding by journal position, or the first table finding when no entry is bad. */
   get firstFinding(): Finding | undefined {
-    // Earliest in the journal; at one entry, the most specific (a named column of a transfer or
-    // lot rather than "the hash does not recompute").
-    const generic = (f: Finding) => (f.table === 'entries' && f.column === 'hash' ? 1 : 0);
+    // Earliest in the journal; at one entry, the most specific (a missing entry, or a named
+    // column of a transfer or lot rather than "the hash does not recompute").
+    // A missing entry first (what follows from it comes after), a recomputed hash last.
+    const generic = (f: Finding) => (f.table === 'entries' && f.column === 'seq' ? -1 : f.table === 'entries' && f.column === 'hash' ? 1 : 0);
     let best: Finding | undefined;
     for (const f of this.findings) {
       if (f.seq === null) continue;
