@@ -73,6 +73,7 @@ describe('audit verify', () => {
     expect(r.stdout).toMatch(/tables rebuilt from the journal and equal: \d+ accounts, \d+ lots, \d+ holds/);
     expect(r.stderr).toMatch(/^verify: \d+\/\d+ \(\d+%\)/m);
     expect(r.stderr).not.toContain('\r');
+    expect(r.stderr).not.toContain('Warning');
   });
 
   it('also runs through `npm run audit --`', async () => {

@@ -1,8 +1,21 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { JournalRow, TransferRow } from './journal-row.js';
 
 /** ISO-8601 UTC with milliseconds, as the canonical encoding writes timestamps. */
 export const isoSql = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/**
+ * A connection of its own for a walk, in pg's pipeline mode: the next page's queries (and the
+ * table comparisons) are sent while the current page is checked, without waiting for earlier
+ * answers, which a plain pg client only allows by queueing (deprecated in pg 9). Built with the
+ * pool's connection settings; the caller ends it.
+ */
+export async function walkClient(pool: pg.Pool): Promise<pg.Client> {
+  const client = new pg.Client({ ...(pool.options as pg.ClientConfig), pipeline: true } as pg.ClientConfig);
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
 
 /** Text as PostgreSQL sends it, except jsonb (parsed) and smallint (a number). */
 const rawTypes = {
@@ -102,7 +115,8 @@ export async function* readJournalPages(
   pageSize: number,
   onOrphans?: (orphans: OrphanTransfers[]) => void,
 ): AsyncGenerator<JournalRow[]> {
-  await client.query(`SET LOCAL TIME ZONE 'UTC'; SET LOCAL DateStyle = 'ISO'`);
+  await client.query(`SET LOCAL TIME ZONE 'UTC'`);
+  await client.query(`SET LOCAL DateStyle = 'ISO'`);
   const size = BigInt(pageSize);
   const fetch = (a: bigint) => {
     const b = a + size - 1n < toSeq ? a + size - 1n : toSeq;

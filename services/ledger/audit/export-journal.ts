@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type pg from 'pg';
 import { checkpointValid, signCheckpoint, type Checkpoint } from './checkpoint.js';
-import { readJournalPages } from './db-source.js';
+import { readJournalPages, walkClient } from './db-source.js';
 import { formatFinding, type Finding, type JournalRow } from './journal-row.js';
 import { JournalReplay } from './replay.js';
 import { csvField } from './trial-balance.js';
@@ -108,7 +108,7 @@ export async function exportJournal(
   const transfersCsv = file('transfers.csv');
   const accountsCsv = file('accounts.csv');
   const totals = new Totals();
-  const client = await pool.connect();
+  const client = await walkClient(pool);
   let first: JournalRow | null = null;
   let last: JournalRow | null = null;
   let head: { seq: string; hash: string };
@@ -156,7 +156,7 @@ export async function exportJournal(
     }
     await client.query('COMMIT');
   } finally {
-    client.release();
+    await client.end();
   }
   const files: ExportManifest['files'] = {};
   for (const [name, f] of [['entries.jsonl', jsonl], ['entries.csv', entriesCsv], ['transfers.csv', transfersCsv], ['accounts.csv', accountsCsv]] as const) {

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { readJournalPages } from './db-source.js';
+import { readJournalPages, walkClient } from './db-source.js';
 import type { JournalRow } from './journal-row.js';
 import { csvField, fmt, table } from './trial-balance.js';
 
@@ -49,7 +49,7 @@ export async function marginReport(
   pool: pg.Pool,
   options: { by: MarginGroupBy; from: Date | null; to: Date | null; onProgress?: (done: number, total: number) => void },
 ): Promise<MarginReport> {
-  const client = await pool.connect();
+  const client = await walkClient(pool);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     // Inputs: none. Locks: none. Output: the platform accounts the report reads, by code.
@@ -177,7 +177,7 @@ export async function marginReport(
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
   } finally {
-    client.release();
+    await client.end();
   }
 }
 

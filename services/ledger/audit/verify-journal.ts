@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { buckets } from '../domain/types.js';
 import { readBalance } from '../store/read-balance.js';
 import { compareAccounts, compareHolds, compareLots, compareUsers, extraHolds } from './compare-tables.js';
-import { readJournalPages } from './db-source.js';
+import { readJournalPages, walkClient } from './db-source.js';
 import { formatFinding, type Finding } from './journal-row.js';
 import { JournalReplay, type CheckpointAnchor, type HoldRebuild } from './replay.js';
 
@@ -68,7 +68,7 @@ export interface VerifyOptions {
 
 export async function verifyJournal(pool: pg.Pool, options: VerifyOptions = {}): Promise<InvariantReport> {
   const started = performance.now();
-  const client = await pool.connect();
+  const client = await walkClient(pool);
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     try {
@@ -78,12 +78,12 @@ export async function verifyJournal(pool: pg.Pool, options: VerifyOptions = {}):
       await client.query('ROLLBACK').catch(() => undefined);
     }
   } finally {
-    client.release();
+    await client.end();
   }
 }
 
 async function verifyInSnapshot(
-  client: pg.PoolClient,
+  client: pg.ClientBase,
   pool: pg.Pool,
   options: VerifyOptions,
 ): Promise<Omit<InvariantReport, 'elapsedMs'>> {
