@@ -189,7 +189,7 @@ function sweptByRule(replay: JournalReplay, lot: LotRebuild, now: Date | undefin
   if (typeof expiresAt !== 'string') return false;
   if (now !== undefined && Date.parse(expiresAt) > now.getTime()) return false;
   const a = replay.accounts.get(lot.account_id);
-  const unheld = a ? a.balance - a.held : 0n;
+  const unheld = a ? BigInt(a.balance) - BigInt(a.held) : 0n;
   return unheld <= 0n;
 }
 

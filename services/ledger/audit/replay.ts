@@ -1,4 +1,5 @@
 import { genesisHashHex, recomputeHash } from './audit-hash.js';
+import { add, eq, parseInt as toInt, sub, type Int } from './exact-int.js';
 import type { Finding, JournalRow, TransferRow } from './journal-row.js';
 
 /**
@@ -30,14 +31,14 @@ import type { Finding, JournalRow, TransferRow } from './journal-row.js';
 export interface AccountRebuild {
   id: string;
   unit: string;
-  debitsPosted: bigint;
-  creditsPosted: bigint;
-  debitsPending: bigint;
-  creditsPending: bigint;
-  version: bigint;
+  debitsPosted: Int;
+  creditsPosted: Int;
+  debitsPending: Int;
+  creditsPending: Int;
+  version: Int;
   /** credits_posted − debits_posted, tracked apart so a seeded (partial) account still checks. */
-  balance: bigint;
-  held: bigint;
+  balance: Int;
+  held: Int;
   /** Totals are only known when the account was seen from its first transfer. */
   complete: boolean;
   /** The entry that last touched the account (where a disagreement with the table appeared). */
@@ -90,7 +91,7 @@ const closing: Record<string, HoldRebuild['status']> = { CAPTURE: 'CAPTURED', RE
 interface PendingLeg {
   debit: string;
   credit: string;
-  remaining: bigint;
+  remaining: Int;
 }
 
 export class JournalReplay {
@@ -118,12 +119,13 @@ export class JournalReplay {
   readonly #checkpoints: Map<string, CheckpointAnchor>;
   readonly #findingsMax: number;
   readonly #onHoldClosed: (hold: HoldRebuild) => void;
-  #expectedSeq: bigint;
+  /** A number: sequence numbers stay far below 2^53. */
+  #expectedSeq: number;
   #lastGoodCheckpoint: string | null = null;
 
   constructor(options: ReplayOptions) {
     this.partial = options.fromSeq > 1n;
-    this.#expectedSeq = options.fromSeq;
+    this.#expectedSeq = Number(options.fromSeq);
     this.lastHash = genesisHashHex;
     this.#checkpoints = new Map((options.checkpoints ?? []).map((c) => [c.seq, c]));
     this.#findingsMax = options.findingsMax ?? 1_000;
@@ -172,17 +174,18 @@ export class JournalReplay {
     }
 
     // Invariant 5: gapless sequence, chained and recomputing hashes.
-    if (seq !== this.#expectedSeq.toString()) {
-      const missing = BigInt(seq) > this.#expectedSeq;
+    const seqNumber = Number(seq);
+    if (seqNumber !== this.#expectedSeq) {
+      const missing = seqNumber > this.#expectedSeq;
       this.report({
         seq: missing ? this.#expectedSeq.toString() : seq, table: 'entries', column: 'seq', key: `entry ${this.#expectedSeq}`,
         expected: this.#expectedSeq.toString(), found: seq,
         message: missing
-          ? `entr${BigInt(seq) - this.#expectedSeq > 1n ? `ies ${this.#expectedSeq}…${BigInt(seq) - 1n} are` : `y ${this.#expectedSeq} is`} missing (deleted?)`
+          ? `entr${seqNumber - this.#expectedSeq > 1 ? `ies ${this.#expectedSeq}…${seqNumber - 1} are` : `y ${this.#expectedSeq} is`} missing (deleted?)`
           : 'sequence numbers go backwards',
       });
     }
-    this.#expectedSeq = BigInt(seq) + 1n;
+    this.#expectedSeq = seqNumber + 1;
     if (row.prev_hash !== this.lastHash) {
       find('entries', 'prev_hash', `entry ${seq}`, this.lastHash, row.prev_hash, 'the chain is broken: prev_hash is not the previous entry\'s hash');
     }
@@ -206,12 +209,17 @@ export class JournalReplay {
 
     // Transfers: units, amounts, pending references, versions and balances after.
     const pendingHere: string[] = [];
-    const creditedBy = new Map<string, bigint>();
-    row.transfers.forEach((t, i) => {
+    for (let i = 0; i < row.transfers.length; i++) {
+      const t = row.transfers[i]!;
       this.#applyTransfer(row, t, i, find);
       if (t.kind === 'PENDING') pendingHere.push(`${seq}/${t.idx}`);
-      if (t.kind === 'POSTED') creditedBy.set(t.credit_account_id, (creditedBy.get(t.credit_account_id) ?? 0n) + big(t.amount));
-    });
+    }
+    const creditedBy = new Map<string, bigint>();
+    if (created.length > 0) {
+      for (const t of row.transfers) {
+        if (t.kind === 'POSTED') creditedBy.set(t.credit_account_id, (creditedBy.get(t.credit_account_id) ?? 0n) + big(t.amount));
+      }
+    }
 
     // A lot's creating entry moves exactly its granted credits and its cost basis into it.
     for (const lot of created) {
@@ -311,8 +319,8 @@ export class JournalReplay {
     let a = this.accounts.get(id);
     if (!a) {
       a = {
-        id, unit, debitsPosted: 0n, creditsPosted: 0n, debitsPending: 0n, creditsPending: 0n, version: 0n,
-        balance: 0n, held: 0n, complete: !this.partial, lastSeq: seq,
+        id, unit, debitsPosted: 0, creditsPosted: 0, debitsPending: 0, creditsPending: 0, version: 0,
+        balance: 0, held: 0, complete: !this.partial, lastSeq: seq,
       };
       this.accounts.set(id, a);
     }
@@ -336,14 +344,14 @@ export class JournalReplay {
     const key = `transfer ${seq}/${t.idx}`;
     if (t.idx !== i) find('transfers', 'idx', key, i, t.idx, 'transfer indexes must run 0, 1, 2, … without gaps (a transfer was deleted?)');
     if (!transferKinds.has(t.kind)) find('transfers', 'kind', key, [...transferKinds].join('|'), t.kind, 'unknown transfer kind');
-    let amount: bigint;
+    let amount: Int;
     try {
-      amount = big(t.amount);
+      amount = toInt(t.amount);
     } catch {
       find('transfers', 'amount', key, 'an integer', t.amount, 'malformed amount');
       return;
     }
-    if (amount <= 0n) find('transfers', 'amount', key, '> 0', t.amount, 'amounts are positive');
+    if (amount <= 0) find('transfers', 'amount', key, '> 0', t.amount, 'amounts are positive');
     if (t.debit_account_id === t.credit_account_id) {
       find('transfers', 'credit_account_id', key, `not ${t.debit_account_id}`, t.credit_account_id, 'a transfer debits and credits two different accounts');
     }
@@ -372,8 +380,8 @@ export class JournalReplay {
           if (amount > leg.remaining) {
             find('transfers', 'amount', key, `≤ ${leg.remaining}`, t.amount, `resolves more than pending transfer ${ref} has left`);
           }
-          leg.remaining -= amount;
-          if (leg.remaining <= 0n) this.#pending.delete(ref);
+          leg.remaining = sub(leg.remaining, amount);
+          if (leg.remaining <= 0) this.#pending.delete(ref);
         }
       }
     } else if (t.pending_seq !== null || t.pending_idx !== null) {
@@ -393,7 +401,7 @@ export class JournalReplay {
     a: AccountRebuild,
     side: 'debit' | 'credit',
     t: TransferRow,
-    amount: bigint,
+    amount: Int,
     key: string,
     find: (table: string, column: string, key: string, expected: unknown, found: unknown, message: string) => void,
   ): void {
@@ -401,70 +409,75 @@ export class JournalReplay {
     const balanceAfter = side === 'debit' ? t.debit_balance_after : t.credit_balance_after;
     const heldAfter = side === 'debit' ? t.debit_held_after : t.credit_held_after;
     const userScoped = this.#userScoped(a.id, version);
+    const dBalance = effectOnBalance(side, t.kind, amount);
+    const dHeld = effectOnHeld(side, t.kind, amount);
     // A partial replay meets accounts mid-history: their state before this transfer is what
     // the transfer itself records, less its own effect.
-    if (!a.complete && a.version === 0n && version !== null) {
-      a.version = big(version) - 1n;
-      a.balance = big(balanceAfter ?? '0') - effectOnBalance(side, t.kind, amount);
-      a.held = big(heldAfter ?? '0') - effectOnHeld(side, t.kind, amount);
+    if (!a.complete && eq(a.version, 0) && version !== null) {
+      a.version = sub(toInt(version), 1);
+      a.balance = sub(toInt(balanceAfter ?? '0'), dBalance);
+      a.held = sub(toInt(heldAfter ?? '0'), dHeld);
     }
-    const sign = side === 'debit' ? 1n : 0n;
+    const debit = side === 'debit';
     switch (t.kind) {
       case 'POSTED':
-        if (sign) a.debitsPosted += amount;
-        else a.creditsPosted += amount;
+        if (debit) a.debitsPosted = add(a.debitsPosted, amount);
+        else a.creditsPosted = add(a.creditsPosted, amount);
         break;
       case 'PENDING':
-        if (sign) a.debitsPending += amount;
-        else a.creditsPending += amount;
+        if (debit) a.debitsPending = add(a.debitsPending, amount);
+        else a.creditsPending = add(a.creditsPending, amount);
         break;
       case 'POST_PENDING':
-        if (sign) {
-          a.debitsPending -= amount;
-          a.debitsPosted += amount;
+        if (debit) {
+          a.debitsPending = sub(a.debitsPending, amount);
+          a.debitsPosted = add(a.debitsPosted, amount);
         } else {
-          a.creditsPending -= amount;
-          a.creditsPosted += amount;
+          a.creditsPending = sub(a.creditsPending, amount);
+          a.creditsPosted = add(a.creditsPosted, amount);
         }
         break;
       case 'VOID_PENDING':
-        if (sign) a.debitsPending -= amount;
-        else a.creditsPending -= amount;
+        if (debit) a.debitsPending = sub(a.debitsPending, amount);
+        else a.creditsPending = sub(a.creditsPending, amount);
         break;
     }
-    a.balance += effectOnBalance(side, t.kind, amount);
-    a.held += effectOnHeld(side, t.kind, amount);
-    a.version += 1n;
+    a.balance = add(a.balance, dBalance);
+    a.held = add(a.held, dHeld);
+    a.version = add(a.version, 1);
     a.lastSeq = seq;
     if (userScoped) {
-      if (version === null || big(version) !== a.version) {
+      if (version === null || !eq(toInt(version), a.version)) {
         find('transfers', `${side}_version`, key, a.version, version,
           `account ${a.id}'s version must grow by one per transfer (a missing or extra transfer on it?)`);
-        if (version !== null) a.version = big(version);
+        if (version !== null) a.version = toInt(version);
       }
-      if (balanceAfter === null || big(balanceAfter) !== a.balance) {
-        const before = a.balance - effectOnBalance(side, t.kind, amount);
-        const implied = balanceAfter === null ? null : big(balanceAfter) - before;
-        if (implied !== null && effectOnBalance(side, t.kind, 1n) !== 0n && implied !== 0n && (implied > 0n) === (effectOnBalance(side, t.kind, 1n) > 0n)) {
+      if (balanceAfter === null || !eq(toInt(balanceAfter), a.balance)) {
+        const before = sub(a.balance, dBalance);
+        const implied = balanceAfter === null ? null : sub(toInt(balanceAfter), before);
+        const direction = effectOnBalance(side, t.kind, 1);
+        if (implied !== null && direction !== 0 && !eq(implied, 0) && implied > 0 === direction > 0) {
           // The recorded balances before and after agree with each other on another amount:
           // the amount is what changed.
-          find('transfers', 'amount', key, implied < 0n ? -implied : implied, t.amount,
-            `account ${a.id}'s recorded balance went from ${before} to ${balanceAfter}, so this transfer moved ${implied < 0n ? -implied : implied}`);
+          const moved = implied < 0 ? sub(0, implied) : implied;
+          find('transfers', 'amount', key, moved, t.amount,
+            `account ${a.id}'s recorded balance went from ${before} to ${balanceAfter}, so this transfer moved ${moved}`);
         } else {
           find('transfers', `${side}_balance_after`, key, a.balance, balanceAfter,
             `account ${a.id}'s balance after this transfer does not follow from the transfers before it and this amount (${t.amount})`);
         }
-        if (balanceAfter !== null) a.balance = big(balanceAfter);
+        if (balanceAfter !== null) a.balance = toInt(balanceAfter);
       }
-      if (heldAfter === null || big(heldAfter) !== a.held) {
+      if (heldAfter === null || !eq(toInt(heldAfter), a.held)) {
         find('transfers', `${side}_held_after`, key, a.held, heldAfter,
           `account ${a.id}'s held credits after this transfer do not follow from the transfers before it`);
-        if (heldAfter !== null) a.held = big(heldAfter);
+        if (heldAfter !== null) a.held = toInt(heldAfter);
       }
       // Invariant 3: no user-scoped account is overdrawn, holds included.
-      if (a.complete && a.debitsPosted + a.debitsPending > a.creditsPosted) {
+      if (a.complete && add(a.debitsPosted, a.debitsPending) > a.creditsPosted) {
         this.report({
-          seq, table: 'transfers', column: 'amount', key, expected: `≤ ${a.creditsPosted - a.debitsPosted - a.debitsPending + amount}`,
+          seq, table: 'transfers', column: 'amount', key,
+          expected: `≤ ${add(sub(sub(a.creditsPosted, a.debitsPosted), a.debitsPending), amount)}`,
           found: t.amount, message: `invariant 3: account ${a.id} is overdrawn by this transfer`,
         });
       }
@@ -537,16 +550,16 @@ export class JournalReplay {
   }
 }
 
-function effectOnBalance(side: 'debit' | 'credit', kind: string, amount: bigint): bigint {
-  if (kind !== 'POSTED' && kind !== 'POST_PENDING') return 0n;
-  return side === 'debit' ? -amount : amount;
+function effectOnBalance(side: 'debit' | 'credit', kind: string, amount: Int): Int {
+  if (kind !== 'POSTED' && kind !== 'POST_PENDING') return 0;
+  return side === 'debit' ? sub(0, amount) : amount;
 }
 
-function effectOnHeld(side: 'debit' | 'credit', kind: string, amount: bigint): bigint {
-  if (side !== 'debit') return 0n;
+function effectOnHeld(side: 'debit' | 'credit', kind: string, amount: Int): Int {
+  if (side !== 'debit') return 0;
   if (kind === 'PENDING') return amount;
-  if (kind === 'POST_PENDING' || kind === 'VOID_PENDING') return -amount;
-  return 0n;
+  if (kind === 'POST_PENDING' || kind === 'VOID_PENDING') return sub(0, amount);
+  return 0;
 }
 
 export function big(v: string | number | bigint): bigint {

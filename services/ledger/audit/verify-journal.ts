@@ -243,8 +243,8 @@ async function checkGetBalance(pool: pg.Pool, replay: JournalReplay, report: (f:
     const a = replay.accounts.get(lot.account_id);
     const byBucket = expected.get(lot.user_id) ?? new Map<string, { balance: bigint; held: bigint }>();
     const sum = byBucket.get(String(lot.bucket)) ?? { balance: 0n, held: 0n };
-    sum.balance += a?.balance ?? 0n;
-    sum.held += a?.held ?? 0n;
+    sum.balance += BigInt(a?.balance ?? 0n);
+    sum.held += BigInt(a?.held ?? 0n);
     byBucket.set(String(lot.bucket), sum);
     expected.set(lot.user_id, byBucket);
   }
