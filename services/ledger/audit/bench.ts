@@ -2,7 +2,7 @@
 // --entries entries through the ledger's own batched write path (in process, no gRPC: the same
 // executeBatch, hash chain and SQL as a running ledger), keeps it in a database named after its
 // size so later runs reuse it, then times `verifyJournal` over all of it and prints figures.
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -174,8 +174,10 @@ async function main(): Promise<void> {
   for (let r = 0; r < Number(args.rounds); r++) {
     let rssMax = 0;
     const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage().rss)), 50);
+    const backends = new PostgresCpu(pool);
+    await backends.sample();
+    const pgSampler = setInterval(() => void backends.sample(), 200);
     const cpu0 = process.cpuUsage();
-    const pg0 = await postgresCpu(pool);
     const t0 = performance.now();
     const report = await verifyJournal(pool, {
       pageSize: Number(args['page-size']),
@@ -185,7 +187,8 @@ async function main(): Promise<void> {
     });
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
-    const pg1 = await postgresCpu(pool);
+    clearInterval(pgSampler);
+    await backends.sample();
     clearInterval(sampler);
     process.stderr.write('\n');
     if (report.violations.length > 0) throw new Error(`the bench journal does not verify: ${report.violations.slice(0, 3).join('; ')}`);
@@ -193,10 +196,16 @@ async function main(): Promise<void> {
       seconds,
       entriesPerSecond: Math.round(report.entries / seconds),
       nodeCpuSeconds: (cpu.user + cpu.system) / 1e6,
-      postgresCpuSeconds: pg0 === null || pg1 === null ? null : pg1 - pg0,
+      postgresCpuSeconds: backends.seconds(),
       rssMaxMiB: Math.round(rssMax / 2 ** 20),
     });
-    console.log(`round ${r + 1}: ${report.entries} entries (${report.transfers} transfers, ${report.accounts} accounts) in ${seconds.toFixed(2)} s = ${rounds.at(-1)!.entriesPerSecond} entries/s; node CPU ${rounds.at(-1)!.nodeCpuSeconds.toFixed(2)} s, max RSS ${rounds.at(-1)!.rssMaxMiB} MiB`);
+    const last = rounds.at(-1)!;
+    console.log(
+      `round ${r + 1}: ${report.entries} entries (${report.transfers} transfers, ${report.accounts} accounts) in ${seconds.toFixed(2)} s = ` +
+        `${last.entriesPerSecond} entries/s; CPU per entry: node ${((last.nodeCpuSeconds / report.entries) * 1e6).toFixed(1)} µs, ` +
+        `PostgreSQL ${last.postgresCpuSeconds === null ? '?' : ((last.postgresCpuSeconds / report.entries) * 1e6).toFixed(1)} µs; max RSS ${last.rssMaxMiB} MiB; ` +
+        `load average ${os.loadavg()[0]!.toFixed(1)}`,
+    );
   }
   await pool.end();
   const best = rounds.reduce((a, b) => (b.entriesPerSecond > a.entriesPerSecond ? b : a));
@@ -210,23 +219,43 @@ async function main(): Promise<void> {
 }
 
 /**
- * CPU seconds used so far by all PostgreSQL backends of this database (from /proc, when the
- * server runs on this machine), so the figure can say where the time went.
+ * CPU used by this database's PostgreSQL backends (from /proc, when the server runs on this
+ * machine): sampled every 200 ms, so a backend that exits (the walk's own connection) counts
+ * with its last sample; a few hundredths of a second may be missed.
  */
-async function postgresCpu(pool: pg.Pool): Promise<number | null> {
-  const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database()');
-  const { readFileSync } = await import('node:fs');
-  let ticks = 0;
-  try {
-    for (const { pid } of rows) {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+class PostgresCpu {
+  readonly #first = new Map<number, number>();
+  readonly #last = new Map<number, number>();
+  #failed = false;
+  #started = false;
+  constructor(private readonly pool: pg.Pool) {}
+  async sample(): Promise<void> {
+    try {
+      const { rows } = await this.pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database()');
+      for (const { pid } of rows) {
+        let stat: string;
+        try {
+          stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        } catch {
+          continue;
+        }
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const ticks = Number(fields[11]) + Number(fields[12]);
+        // Backends there before the window count from their first sample; newer ones from 0.
+        if (!this.#first.has(pid)) this.#first.set(pid, this.#started ? 0 : ticks);
+        this.#last.set(pid, ticks);
+      }
+      this.#started = true;
+    } catch {
+      this.#failed = true;
     }
-  } catch {
-    return null;
   }
-  return ticks / 100;
+  seconds(): number | null {
+    if (this.#failed) return null;
+    let ticks = 0;
+    for (const [pid, last] of this.#last) ticks += last - (this.#first.get(pid) ?? 0);
+    return ticks / 100;
+  }
 }
 
 main().catch((error: unknown) => {
