@@ -313,6 +313,55 @@ describe('audit reconcile', () => {
     ]);
   });
 
+  it('stripe with STRIPE_SECRET_KEY: Stripe\'s balance transactions, read with Stripe\'s client and paged, tie out with the journal by category', async () => {
+    const db = await copy('cli_balance');
+    const paid = (id: string, cents: number) => ({ id, object: 'checkout.session', mode: 'payment', payment_status: 'paid', amount_total: cents, currency: 'usd' });
+    await paymentsInbox(db.url, [
+      { id: 'evt_1', type: 'checkout.session.completed', object: paid('cs_sample_1', 29_999) },
+      { id: 'evt_2', type: 'checkout.session.completed', object: paid('cs_sample_2', 999) },
+      { id: 'evt_3', type: 'invoice.paid', object: { id: 'in_sample_1', billing_reason: 'subscription_create', amount_paid: 2_000, currency: 'usd' } },
+      { id: 'evt_4', type: 'invoice.paid', object: { id: 'in_sample_2', billing_reason: 'subscription_cycle', amount_paid: 2_000, currency: 'usd' } },
+      { id: 'evt_5', type: 'charge.refunded', object: { id: 'ch_sample_2', amount_refunded: 500, currency: 'usd' } },
+    ]);
+    // A local stand-in for Stripe's GET /v1/balance_transactions (a list object, paged by starting_after).
+    const tx = (n: number, type: string, amount: number, category = type) => ({
+      id: `txn_${String(n).padStart(4, '0')}`, object: 'balance_transaction', amount, currency: 'usd', type, reporting_category: category,
+      created: 1_793_000_000 + n, fee: 0, net: amount, status: 'available',
+    });
+    const transactions = [
+      tx(1, 'charge', 29_999), tx(2, 'charge', 999), tx(3, 'charge', 2_000), tx(4, 'charge', 2_000), tx(5, 'refund', -500),
+      ...Array.from({ length: 150 }, (_, i) => tx(10 + i, 'stripe_fee', -1, 'fee')),
+    ];
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      const url = new URL(req.url!, 'http://x');
+      if (url.pathname !== '/v1/balance_transactions') return void res.writeHead(404).end();
+      if (req.headers.authorization !== 'Bearer sk_test_audit') return void res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":{"type":"invalid_request_error"}}');
+      seen.push(url.search);
+      const limit = Number(url.searchParams.get('limit') ?? 10);
+      const after = url.searchParams.get('starting_after');
+      const from = after ? transactions.findIndex((t) => t.id === after) + 1 : 0;
+      const data = transactions.slice(from, from + limit);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', url: '/v1/balance_transactions', has_more: from + limit < transactions.length, data }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const env = { DATABASE_URL: db.url, STRIPE_SECRET_KEY: 'sk_test_audit', STRIPE_API_BASE: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+      const ok = await audit(['reconcile', 'stripe'], env);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      expect(ok.stdout).toContain('reconcile stripe balance transactions: 2 journal items, 2 external items, 2 matched, 0 exception(s)');
+      expect(seen).toHaveLength(2);
+      expect(seen[1]).toContain('starting_after=txn_0104');
+
+      transactions[4] = tx(5, 'refund', -600);
+      const bad = await audit(['reconcile', 'stripe', '--csv'], env);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout.trim().split('\n').slice(1).map((l) => l.split(',').slice(0, 5))).toEqual([['AMOUNT_MISMATCH', 'balance:refunds:USD', 'USD', '5000000', '6000000']]);
+    } finally {
+      server.close();
+    }
+  });
+
   it('stripe: a database without the payments inbox is a configuration error (exit 2)', async () => {
     const db = await copy('cli_noinbox');
     const r = await audit(['reconcile', 'stripe'], { DATABASE_URL: db.url });

@@ -14,6 +14,7 @@ import { formatFinding, type Finding } from './journal-row.js';
 import { marginChartSvg } from './margin-chart.js';
 import { marginCsv, marginReport, marginTable, type MarginGroupBy } from './margin.js';
 import { createProgress } from './progress.js';
+import { journalBalanceTotals, stripeBalanceTotals } from './reconcile-stripe-balance.js';
 import { paymentsInboxExists, stripeInboxItems, stripeJournalItems } from './reconcile-stripe.js';
 import { wavespeedBillingItems, wavespeedJournalItems } from './reconcile-wavespeed.js';
 import { reconcile, type ReconResult } from './reconcile.js';
@@ -29,6 +30,9 @@ export const auditEnvSchema = z.object({
   AUDIT_PAGE_SIZE: intFromEnv(2_000, 10, 50_000),
   WAVESPEED_API_KEY: z.string().min(1).optional(),
   WAVESPEED_API_BASE: z.string().url().default('https://api.wavespeed.ai'),
+  /** With it, `reconcile stripe` also ties the journal out against Stripe's balance transactions. */
+  STRIPE_SECRET_KEY: z.string().min(1).optional(),
+  STRIPE_API_BASE: z.string().url().default('https://api.stripe.com'),
 });
 export type AuditEnv = z.infer<typeof auditEnvSchema>;
 
@@ -48,12 +52,13 @@ commands:
   export --from SEQ|TIME --to SEQ|TIME --out DIR
                          entries and transfers as CSV and JSON lines with a manifest
   reconcile stripe [--from TIME] [--to TIME] [--csv]
-                         the payments inbox against the journal, both ways
+                         the payments inbox against the journal, both ways; with STRIPE_SECRET_KEY also
+                         Stripe's balance transactions against the journal's totals
   reconcile wavespeed [--from TIME] [--to TIME] [--csv]
                          captures against Wavespeed's billing listing, both ways
 
 environment: DATABASE_URL (every command but verify --export), AUDIT_SIGNING_KEY, AUDIT_CHECKPOINTS_FILE,
-  AUDIT_PAGE_SIZE, WAVESPEED_API_KEY, WAVESPEED_API_BASE
+  AUDIT_PAGE_SIZE, WAVESPEED_API_KEY, WAVESPEED_API_BASE, STRIPE_SECRET_KEY, STRIPE_API_BASE
 exit status: 0 whole / no exceptions, 1 damage or exceptions found, 2 bad arguments or configuration`;
 
 export class UsageError extends Error {}
@@ -266,18 +271,24 @@ export async function runAudit(argv: string[], env: Record<string, string | unde
         if (target === 'wavespeed') need(config.WAVESPEED_API_KEY, 'WAVESPEED_API_KEY (for the billing listing)', 'reconcile wavespeed');
         const pool = database(`reconcile ${target}`);
         try {
-          let result: ReconResult;
+          const results: [string, ReconResult][] = [];
           if (target === 'stripe') {
             if (!(await paymentsInboxExists(pool))) {
               throw new UsageError('reconcile stripe: this database has no payments inbox (payments.stripe_events); point DATABASE_URL at the database the payments service uses');
             }
-            result = reconcile(await stripeJournalItems(pool, period), await stripeInboxItems(pool, period), { journal: 'the journal', external: 'the Stripe inbox' });
+            const journal = await stripeJournalItems(pool, period);
+            results.push(['stripe', reconcile(journal, await stripeInboxItems(pool, period), { journal: 'the journal', external: 'the Stripe inbox' })]);
+            if (config.STRIPE_SECRET_KEY) {
+              const balance = await stripeBalanceTotals({ secretKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE, ...period });
+              results.push(['stripe balance transactions', reconcile(journalBalanceTotals(journal), balance, { journal: 'the journal', external: 'Stripe\'s balance' })]);
+            }
           } else {
             const billing = await wavespeedBillingItems({ baseUrl: config.WAVESPEED_API_BASE, apiKey: config.WAVESPEED_API_KEY!, ...period });
-            result = reconcile(await wavespeedJournalItems(pool, period), billing, { journal: 'the journal', external: 'Wavespeed billing' });
+            results.push(['wavespeed', reconcile(await wavespeedJournalItems(pool, period), billing, { journal: 'the journal', external: 'Wavespeed billing' })]);
           }
-          out(a.csv ? reconCsv(result) : reconTable(target, result));
-          return result.exceptions.length === 0 ? 0 : 1;
+          if (a.csv) out(reconCsv(results.map(([, r]) => r)));
+          else out(results.map(([name, r]) => reconTable(name, r)).join('\n'));
+          return results.every(([, r]) => r.exceptions.length === 0) ? 0 : 1;
         } finally {
           await pool.end();
         }
@@ -371,9 +382,9 @@ function reconTable(target: string, r: ReconResult): string {
   return lines.join('\n') + '\n';
 }
 
-function reconCsv(r: ReconResult): string {
+function reconCsv(results: ReconResult[]): string {
   const lines = ['exception,key,currency,journal_micros,external_micros,journal_sources,external_sources'];
-  for (const e of r.exceptions) {
+  for (const e of results.flatMap((r) => r.exceptions)) {
     lines.push([e.kind, csvField(e.key), e.currency, e.journalMicros ?? '', e.externalMicros ?? '', csvField(e.journalSources.join(' ')), csvField(e.externalSources.join(' '))].join(','));
   }
   return lines.join('\n') + '\n';
