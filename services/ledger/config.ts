@@ -78,6 +78,10 @@ export const ledgerConfigSchema = z.object({
   LEDGER_HEALTH_CHECK_PERIOD_MS: intFromEnv(1_000, 50, 60_000),
   LEDGER_WRITER_STUCK_MS: intFromEnv(15_000, 100, 3_600_000),
   LEDGER_CLOCK_SKEW_MS_MAX: intFromEnv(2_000, 0, 3_600_000),
+  // AuditService's Wavespeed reconciliation reads the billing listing with this key; without
+  // it ReconcileWavespeed answers FAILED_PRECONDITION.
+  WAVESPEED_API_KEY: z.string().min(1).optional(),
+  WAVESPEED_API_BASE: z.string().url().default('https://api.wavespeed.ai'),
 });
 
 export type LedgerConfigEnv = z.infer<typeof ledgerConfigSchema>;
@@ -108,6 +112,8 @@ export interface LedgerConfig {
   writerStuckMs: number;
   /** 0 turns the clock check off (tests on a manual clock). */
   clockSkewMsMax: number;
+  /** For AuditService.ReconcileWavespeed; absent: not configured. */
+  wavespeed?: { baseUrl: string; apiKey: string } | null;
 }
 
 export function parseLedgerConfig(env: Record<string, string | undefined>): LedgerConfig {
@@ -152,5 +158,6 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     healthCheckPeriodMs: c.LEDGER_HEALTH_CHECK_PERIOD_MS,
     writerStuckMs: c.LEDGER_WRITER_STUCK_MS,
     clockSkewMsMax: c.LEDGER_CLOCK_SKEW_MS_MAX,
+    wavespeed: c.WAVESPEED_API_KEY ? { baseUrl: c.WAVESPEED_API_BASE, apiKey: c.WAVESPEED_API_KEY } : null,
   };
 }

@@ -3,10 +3,12 @@ import type pg from 'pg';
 import type { Clock } from '../lib/clock.js';
 import { createPrisma, type PrismaClient } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
+import { AuditServiceService } from '../generated/proto/credits/ledger/v1/audit.js';
 import { LedgerServiceService } from '../generated/proto/credits/ledger/v1/ledger.js';
 import type { LedgerConfig } from './config.js';
 import type { PlatformAccounts } from './domain/ledger-state.js';
 import { executeBatch } from './execute-batch.js';
+import { auditServiceHandlers } from './grpc/audit-service.js';
 import { Authenticator } from './grpc/auth.js';
 import { ledgerServiceHandlers } from './grpc/ledger-service.js';
 import { GrpcServer, type ServerTls, type ServiceBinding } from './grpc/server.js';
@@ -102,6 +104,11 @@ export class Ledger {
         name: 'credits.ledger.v1.LedgerService',
         definition: LedgerServiceService,
         handlers: handlers as unknown as ServiceBinding['handlers'],
+      },
+      {
+        name: 'credits.ledger.v1.AuditService',
+        definition: AuditServiceService,
+        handlers: auditServiceHandlers({ pool, clock, wavespeed: options.wavespeed ?? null }) as unknown as ServiceBinding['handlers'],
       },
     ];
     this.metrics = new LedgerMetrics({

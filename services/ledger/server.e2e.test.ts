@@ -84,6 +84,7 @@ describe('server', () => {
   it('grpc.health.v1 Check answers SERVING for the server and for LedgerService, without credentials', async () => {
     expect((await healthCheck(t.address, '')).status).toBe('SERVING');
     expect((await healthCheck(t.address, 'credits.ledger.v1.LedgerService')).status).toBe('SERVING');
+    expect((await healthCheck(t.address, 'credits.ledger.v1.AuditService')).status).toBe('SERVING');
     const unknown = await healthCheck(t.address, 'no.such.Service').then(
       () => 'OK',
       (e: grpc.ServiceError) => grpc.status[e.code],
@@ -94,15 +95,18 @@ describe('server', () => {
 
   for (const version of ['v1', 'v1alpha'] as const) {
     it(`server reflection (${version}) serves the real descriptors: file names, dependencies, proto field names`, async () => {
-      const [list, file, errorInfo, badRequest, missing] = await reflect(t.address, version, [
+      const [list, file, errorInfo, badRequest, missing, audit] = await reflect(t.address, version, [
         { list_services: '' },
         { file_containing_symbol: 'credits.ledger.v1.LedgerService' },
         { file_containing_symbol: 'google.rpc.ErrorInfo' },
         { file_containing_symbol: 'google.rpc.BadRequest' },
         { file_containing_symbol: 'no.such.Symbol' },
+        { file_containing_symbol: 'credits.ledger.v1.AuditService' },
       ]);
       const services = ((list!.list_services_response as { service: { name: string }[] }).service ?? []).map((s) => s.name);
-      expect(services.sort()).toEqual(['credits.ledger.v1.LedgerService', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection']);
+      expect(services.sort()).toEqual([
+        'credits.ledger.v1.AuditService', 'credits.ledger.v1.LedgerService', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection',
+      ]);
       const files = (r: Record<string, unknown> | undefined) =>
         (r!.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto.map((b) =>
           fromBinary(FileDescriptorProtoSchema, b),
@@ -117,6 +121,12 @@ describe('server', () => {
       expect(files(errorInfo).map((f) => f.name)).toEqual(['google/rpc/error_details.proto']);
       expect(files(badRequest)[0]!.messageType.map((m) => m.name)).toEqual(expect.arrayContaining(['ErrorInfo', 'BadRequest']));
       expect((missing!.error_response as { error_code: number }).error_code).toBe(grpc.status.NOT_FOUND);
+      const auditFiles = files(audit);
+      expect(auditFiles.map((f) => f.name).sort()).toEqual(['credits/ledger/v1/audit.proto', 'google/protobuf/timestamp.proto']);
+      const auditFile = auditFiles.find((f) => f.name === 'credits/ledger/v1/audit.proto')!;
+      expect(auditFile.service[0]!.method.map((m) => m.name)).toEqual(['VerifyJournal', 'TrialBalance', 'ReconcileStripe', 'ReconcileWavespeed']);
+      expect(auditFile.service[0]!.method[0]!.serverStreaming).toBe(true);
+      expect(auditFile.messageType.find((m) => m.name === 'Finding')!.field.map((f) => f.name)).toContain('entry_id');
     });
   }
 
@@ -138,6 +148,7 @@ describe('server', () => {
       const services = await curl(['--list-services', url()]);
       expect(services.code).toBe(0);
       expect(services.stdout.trim().split('\n').sort()).toEqual([
+        'credits.ledger.v1.AuditService',
         'credits.ledger.v1.LedgerService',
         'grpc.health.v1.Health',
         'grpc.reflection.v1.ServerReflection',
@@ -145,6 +156,11 @@ describe('server', () => {
       const methods = await curl(['--list-methods', url()]);
       expect(methods.stdout).toContain('credits.ledger.v1.LedgerService/Consume');
       expect(methods.stdout).toContain('grpc.health.v1.Health/Check');
+      expect(methods.stdout).toContain('credits.ledger.v1.AuditService/VerifyJournal');
+      // An auditor calls TrialBalance through reflection alone.
+      const tb = await curl(['-d', JSON.stringify({ as_of: '2030-01-01T00:00:00Z' }), url('credits.ledger.v1.AuditService/TrialBalance')], tokenOf('auditor'));
+      expect(tb.code, tb.stderr).toBe(0);
+      expect(JSON.parse(tb.stdout)).toMatchObject({ balanced: true });
       await t.expectInvariants();
     });
 

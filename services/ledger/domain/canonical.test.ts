@@ -8,6 +8,7 @@ import {
   entryJsonColumns,
   genesisHash,
   hashEntryRecord,
+  lotsToJson,
   requestHash,
   resultFromJson,
   resultToJson,
@@ -15,6 +16,7 @@ import {
   type HashableEntry,
   type HashableTransfer,
 } from './canonical.js';
+import type { LotState } from './ledger-state.js';
 import type { EntryRecord, TransferRecord } from './types.js';
 
 /** Unit tests of canonical JSON and the entry hash (ledger README §4): pure functions, no database. */
@@ -372,5 +374,71 @@ describe('entryHash fast path', () => {
       const expected = createHash('sha256').update(prev).update(canonicalJson(entryHashBody(entry))).digest();
       expect(entryHash(prev, entry).toString('hex')).toBe(expected.toString('hex'));
     }
+  });
+});
+
+describe('entryHash with journaled lots', () => {
+  const capture: HashableEntry = {
+    seq: 7n, kind: 'CAPTURE', userId: 'u"1', holdId: '0b3f1f5e-7a0e-4c55-9d51-1c1f2a3b4c5d', idempotencyKey: 'k\\1',
+    requestHash: Buffer.alloc(32, 3), actor: 'worker', recordedAt: new Date('2026-11-24T01:02:03.004Z'),
+    effectiveAt: new Date('2026-11-24T01:02:03.004Z'), policyVersion: 'drawdown-v1',
+    allocation: [{ lot_id: '5', credits: '2' }], metadata: { z: 'ü', a: 'x' },
+    result: { entry_id: '7', allocation: [{ credits: '2', lot_id: '5' }] }, reversesSeq: null,
+    transfers: [
+      { idx: 0, kind: 'POST_PENDING', debitAccountId: 5n, creditAccountId: '2', amount: 2n, unit: 'CREDIT', pendingSeq: '6', pendingIdx: 0,
+        debitVersion: 3n, debitBalanceAfter: 8n, debitHeldAfter: 0n, creditVersion: null, creditBalanceAfter: null, creditHeldAfter: null },
+    ],
+  };
+  const grant: HashableEntry = {
+    seq: '1', kind: 'GRANT', userId: null, holdId: null, idempotencyKey: 'g', requestHash: Buffer.alloc(32), actor: 'admin',
+    recordedAt: new Date(0), effectiveAt: new Date(0), policyVersion: null, allocation: null, metadata: {}, result: {},
+    reversesSeq: '3', transfers: [],
+  };
+  const lot: LotState = {
+    accountId: 5n, userId: 'u1', bucket: 'BONUS', grantedCredits: 10n, effectiveAt: new Date(0),
+    expiresAt: new Date('2027-01-01T00:00:00.000Z'), priority: 2, costBasisMicros: 0n, currency: null,
+    deferredAccountId: null, externalRef: null, entrySeq: 1n, plan: null, periodStart: null, refundedMicros: 0n,
+    disputedMicros: 0n, clawbackOwedCredits: 0n,
+    breakageMicros: 0n, expirySwept: false,
+  };
+
+  it('is byte-for-byte what it was before lots were journaled, for entries without lots (pinned hashes)', () => {
+    // Computed with the hash function as it was before the `lots` key existed.
+    const prev = Buffer.alloc(32, 9);
+    expect(entryHash(prev, capture).toString('hex')).toBe('6600af7eba2a41073fab14480a97a2b12909b6e19abdf77beb767b78d011f7db');
+    expect(entryHash(prev, grant).toString('hex')).toBe('e94f9d8969fbf68820f06846bb2b05d826a9ce3b5b1934e5446fd87dcb8b8c7a');
+    expect(entryHash(prev, { ...grant, lots: null }).toString('hex')).toBe(
+      'e94f9d8969fbf68820f06846bb2b05d826a9ce3b5b1934e5446fd87dcb8b8c7a',
+    );
+  });
+
+  it('covers every lot term: changing bucket, effective_at, expires_at, priority or cost basis changes the hash', () => {
+    const prev = Buffer.alloc(32, 9);
+    const withLots = (l: LotState) => ({ ...grant, lots: lotsToJson([l]) });
+    const base = entryHash(prev, withLots(lot));
+    expect(base.equals(entryHash(prev, grant))).toBe(false);
+    for (const change of [
+      { bucket: 'PURCHASED' as const },
+      { effectiveAt: new Date(1) },
+      { expiresAt: null },
+      { priority: 3 },
+      { costBasisMicros: 1n },
+      { externalRef: 'pi_1' },
+      { refundedMicros: 1n },
+      { expirySwept: true },
+    ]) {
+      expect(entryHash(prev, withLots({ ...lot, ...change })).equals(base), JSON.stringify(Object.keys(change))).toBe(false);
+    }
+    // The fast path agrees with canonical JSON of the documented body, lots included.
+    const expected = createHash('sha256').update(prev).update(canonicalJson(entryHashBody(withLots(lot)))).digest();
+    expect(base.toString('hex')).toBe(expected.toString('hex'));
+  });
+
+  it('hashEntryRecord covers the lots column it writes, as read back from the database', () => {
+    const json = entryJsonColumns({ allocation: null, metadata: {}, result: { entryId: 1n, replayed: false }, lots: [lot] });
+    expect(json.lots).not.toBeNull();
+    const viaText = entryHash(Buffer.alloc(32), { ...grant, result: JSON.parse(json.result), lots: JSON.parse(json.lots!) });
+    const direct = entryHash(Buffer.alloc(32), { ...grant, result: JSON.parse(json.result), lots: lotsToJson([lot]) });
+    expect(viaText.equals(direct)).toBe(true);
   });
 });

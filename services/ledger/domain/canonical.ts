@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import type { LotState } from './ledger-state.js';
 import type { Allocation, EntryRecord, TransferRecord, WriteResult } from './types.js';
 
 /**
@@ -135,6 +136,12 @@ export interface HashableEntry {
   metadata: unknown;
   result: unknown;
   reversesSeq: bigint | string | null;
+  /**
+   * The lots this entry creates or changes, as the entry leaves them (lotsToJson). Null or
+   * absent for entries that touch no lot: their bytes are then exactly what they were before
+   * lots were journaled, so older chains still recompute.
+   */
+  lots?: unknown;
   transfers: readonly HashableTransfer[];
 }
 
@@ -163,6 +170,7 @@ export function entryHash(prevHash: Buffer, entry: HashableEntry): Buffer {
   const body =
     `{"actor":${c(entry.actor)},"allocation":${c(entry.allocation)},"effective_at":${c(entry.effectiveAt)},` +
     `"hold_id":${c(entry.holdId)},"idempotency_key":${c(entry.idempotencyKey)},"kind":${c(entry.kind)},` +
+    (entry.lots === null || entry.lots === undefined ? '' : `"lots":${c(entry.lots)},`) +
     `"metadata":${c(entry.metadata)},"policy_version":${c(entry.policyVersion)},` +
     `"recorded_at":${c(entry.recordedAt)},"request_hash":${c(entry.requestHash)},"result":${c(entry.result)},` +
     `"reverses_seq":${c(entry.reversesSeq)},"seq":${c(entry.seq)},"transfers":[${transfers}],` +
@@ -187,6 +195,7 @@ export function entryHashBody(entry: HashableEntry): Record<string, unknown> {
     metadata: entry.metadata,
     result: entry.result,
     reverses_seq: entry.reversesSeq,
+    ...(entry.lots === null || entry.lots === undefined ? {} : { lots: entry.lots }),
     transfers: entry.transfers.map((t) => [
       t.idx,
       t.kind,
@@ -221,12 +230,69 @@ export class CanonicalText {
  * The canonical JSON text of an entry's jsonb columns. The same text is hashed and written, so
  * the write path encodes each once; PostgreSQL's jsonb reads back to the same canonical bytes.
  */
-export function entryJsonColumns(entry: Pick<EntryRecord, 'allocation' | 'metadata' | 'result'>): EntryRecord['json'] {
+export function entryJsonColumns(
+  entry: Pick<EntryRecord, 'allocation' | 'metadata' | 'result'> & { lots?: readonly LotState[] },
+): EntryRecord['json'] {
   return {
     allocation: entry.allocation === null ? null : canonicalJson(allocationToJson(entry.allocation)),
     metadata: canonicalJson(entry.metadata),
     result: canonicalJson(resultToJson(entry.result)),
+    lots: entry.lots === undefined || entry.lots.length === 0 ? null : canonicalJson(lotsToJson(entry.lots)),
   };
+}
+
+/** A lot row as the journal records it: every column of the `lots` table, in its stored form. */
+export interface LotJson {
+  account_id: string;
+  user_id: string;
+  bucket: string;
+  granted_credits: string;
+  effective_at: string;
+  expires_at: string | null;
+  priority: number;
+  cost_basis_micros: string;
+  currency: string | null;
+  deferred_account_id: string | null;
+  external_ref: string | null;
+  entry_seq: string;
+  plan: string | null;
+  period_start: string | null;
+  refunded_micros: string;
+  breakage_micros: string;
+  disputed_micros: string;
+  clawback_owed_credits: string;
+  expiry_swept: boolean;
+}
+
+/**
+ * The lots an entry creates or changes, as it leaves them (ledger README §4: every fact that
+ * decides a balance is in the entry's hashed bytes). Terms (bucket, effective_at, expires_at,
+ * priority, cost basis, currency, external_ref, …) come with the entry that creates the lot;
+ * bookkeeping (refunded, breakage, swept) with every entry that changes it, so the audit
+ * rebuilds the `lots` table from the journal alone.
+ */
+export function lotsToJson(lots: readonly LotState[]): LotJson[] {
+  return lots.map((l) => ({
+    account_id: l.accountId.toString(),
+    user_id: l.userId,
+    bucket: l.bucket,
+    granted_credits: l.grantedCredits.toString(),
+    effective_at: l.effectiveAt.toISOString(),
+    expires_at: l.expiresAt === null ? null : l.expiresAt.toISOString(),
+    priority: l.priority,
+    cost_basis_micros: l.costBasisMicros.toString(),
+    currency: l.currency,
+    deferred_account_id: l.deferredAccountId === null ? null : l.deferredAccountId.toString(),
+    external_ref: l.externalRef,
+    entry_seq: l.entrySeq.toString(),
+    plan: l.plan,
+    period_start: l.periodStart === null ? null : l.periodStart.toISOString(),
+    refunded_micros: l.refundedMicros.toString(),
+    breakage_micros: l.breakageMicros.toString(),
+    disputed_micros: l.disputedMicros.toString(),
+    clawback_owed_credits: l.clawbackOwedCredits.toString(),
+    expiry_swept: l.expirySwept,
+  }));
 }
 
 export function hashEntryRecord(entry: EntryRecord): Buffer {
@@ -236,5 +302,6 @@ export function hashEntryRecord(entry: EntryRecord): Buffer {
     allocation: text(entry.json.allocation),
     metadata: text(entry.json.metadata),
     result: text(entry.json.result),
+    lots: text(entry.json.lots),
   });
 }

@@ -493,10 +493,14 @@ export class LedgerState {
         this.#newUsers.add(draft.newLot.userId);
       }
     }
+    // The lots as this entry leaves them, journaled in its hashed bytes (ledger README §4).
+    const lotsAfter = new Map<bigint, LotState>();
+    if (draft.newLot) lotsAfter.set(draft.newLot.accountId, draft.newLot);
     for (const lot of draft.lotUpdates) {
       const current = this.#lots.get(lot.accountId)!;
       Object.assign(current, lot);
       if (!this.#newLots.includes(current)) this.#lotsChanged.add(lot.accountId);
+      lotsAfter.set(lot.accountId, current);
     }
     if (draft.newLot?.periodStart) {
       this.#subscriptionPeriods.set(periodKey(draft.newLot.userId, draft.newLot.periodStart), seq);
@@ -525,7 +529,8 @@ export class LedgerState {
       allocation: draft.allocation,
       metadata: draft.metadata,
       result,
-      json: entryJsonColumns({ allocation: draft.allocation, metadata: draft.metadata, result }),
+      // Encoded now: a later entry of the batch may change the same lot objects.
+      json: entryJsonColumns({ allocation: draft.allocation, metadata: draft.metadata, result, lots: [...lotsAfter.values()] }),
       reversesSeq: draft.reversesSeq,
       prevHash: this.#headHash,
       hash: Buffer.alloc(0),

@@ -230,7 +230,7 @@ export interface EntryRecord {
   metadata: Metadata;
   result: WriteResult;
   /** The jsonb columns as canonical JSON text: hashed and written as they are. */
-  json: { allocation: string | null; metadata: string; result: string };
+  json: { allocation: string | null; metadata: string; result: string; lots: string | null };
   reversesSeq: bigint | null;
   prevHash: Buffer;
   hash: Buffer;

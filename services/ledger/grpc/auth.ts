@@ -18,12 +18,14 @@ export interface Principal {
 }
 
 const reads = ['GetBalance', 'Quote', 'GetEntry', 'ListEntries', 'StreamJournal'] as const;
+/** AuditService (audit.proto): the auditor's methods; admin has them too. */
+const audit = ['VerifyJournal', 'TrialBalance', 'ReconcileStripe', 'ReconcileWavespeed'] as const;
 
 /** What each role may call (ledger README §6). Admin may call everything; Grant and Reverse are admin-only. */
 const allowed: Record<Exclude<Role, 'admin'>, ReadonlySet<string>> = {
   payments: new Set(['Purchase', 'RenewSubscription', 'Refund', 'ReinstateDispute', ...reads]),
   worker: new Set(['Reserve', 'ExtendHold', 'Capture', 'Release', 'Consume', ...reads]),
-  auditor: new Set([...reads]),
+  auditor: new Set([...reads, ...audit]),
 };
 
 const digest = (token: string): string => createHash('sha256').update(token).digest('hex');

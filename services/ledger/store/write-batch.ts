@@ -113,15 +113,16 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     q('insert-entries',
       `INSERT INTO entries (seq, kind, user_id, hold_id, idempotency_key, request_hash, actor,
                             recorded_at, effective_at, policy_version, allocation, metadata,
-                            result, reverses_seq, prev_hash, hash)
+                            result, lots, reverses_seq, prev_hash, hash)
        SELECT seq, kind, user_id, hold_id, idempotency_key, decode(request_hash, 'hex'), actor,
               recorded_at, effective_at, policy_version, allocation::jsonb, metadata::jsonb,
-              result::jsonb, reverses_seq, decode(prev_hash, 'hex'), decode(hash, 'hex')
+              result::jsonb, lots::jsonb, reverses_seq, decode(prev_hash, 'hex'), decode(hash, 'hex')
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
                      $7::text[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::text[],
-                     $12::text[], $13::text[], $16::bigint[], $14::text[], $15::text[])
+                     $12::text[], $13::text[], $17::text[], $16::bigint[], $14::text[], $15::text[])
            AS t(seq, kind, user_id, hold_id, idempotency_key, request_hash, actor, recorded_at,
-                effective_at, policy_version, allocation, metadata, result, reverses_seq, prev_hash, hash)`,
+                effective_at, policy_version, allocation, metadata, result, lots, reverses_seq,
+                prev_hash, hash)`,
       [
         e.map((x) => x.seq.toString()),
         e.map((x) => x.kind),
@@ -139,6 +140,7 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         e.map((x) => x.prevHash.toString('hex')),
         e.map((x) => x.hash.toString('hex')),
         e.map((x) => str(x.reversesSeq)),
+        e.map((x) => x.json.lots),
       ],
     );
 

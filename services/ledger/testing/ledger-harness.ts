@@ -98,7 +98,7 @@ export async function startTestLedger(start: StartOptions = {}): Promise<TestLed
   };
   const client = Object.fromEntries(roles.map((r) => [r, clientFor(r)])) as Record<Role, LedgerClient>;
   const verify = () =>
-    verifyJournal(pool, { now: clock.now(), holdSweepPeriodMs: options.holdSweepPeriodMs });
+    verifyJournal(pool, { now: clock.now(), holdSweepPeriodMs: options.holdSweepPeriodMs, checkGetBalance: true });
   return {
     db,
     pool,
