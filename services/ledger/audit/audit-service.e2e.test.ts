@@ -126,6 +126,8 @@ describe('AuditService', () => {
       ['MISSING_EXTERNALLY', 'prediction:pred_29', 1_000n, undefined],
       ['MISSING_IN_JOURNAL', 'prediction:pred_x', undefined, 2_000n],
     ]);
+    // A ledger database that never had the payments service's migration.
+    await t.pool.query('DROP SCHEMA payments CASCADE');
     const stripe = await unary('auditor', 'reconcileStripe', {}).catch((e: grpc.ServiceError) => e);
     expect(stripe).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringContaining('payments inbox') });
     void errorReason;

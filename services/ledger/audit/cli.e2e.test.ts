@@ -256,17 +256,8 @@ describe('audit margin', () => {
 });
 
 describe('audit reconcile', () => {
-  /** The payments inbox table as the payments service's migration creates it (its contract). */
+  /** Events in the payments inbox, the table the payments service's migration creates. */
   async function paymentsInbox(url: string, events: { id: string; type: string; object: Record<string, unknown> }[]) {
-    await sql(url, `CREATE SCHEMA IF NOT EXISTS payments`);
-    await sql(
-      url,
-      `CREATE TABLE payments.stripe_events (
-         event_id text PRIMARY KEY, type text NOT NULL, object_id text NOT NULL, livemode boolean NOT NULL, api_version text NULL,
-         stripe_created_at timestamptz(3) NOT NULL, received_at timestamptz(3) NOT NULL, payload jsonb NOT NULL,
-         status text NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at timestamptz(3) NOT NULL,
-         last_error text NULL, finished_at timestamptz(3) NULL, ledger_entry_id bigint NULL)`,
-    );
     for (const e of events) {
       await sql(
         url,
@@ -299,8 +290,8 @@ describe('audit reconcile', () => {
     await sql(db.url, `UPDATE payments.stripe_events SET payload = jsonb_set(payload, '{data,object,amount_total}', '1099') WHERE event_id = 'evt_2'`);
     await sql(
       db.url,
-      `INSERT INTO payments.stripe_events (event_id, type, object_id, livemode, stripe_created_at, received_at, payload, status, next_attempt_at)
-       VALUES ('evt_9', 'checkout.session.completed', 'cs_lost', false, now(), now(), $1, 'PARKED', now())`,
+      `INSERT INTO payments.stripe_events (event_id, type, object_id, livemode, stripe_created_at, received_at, payload, status, next_attempt_at, finished_at)
+       VALUES ('evt_9', 'checkout.session.completed', 'cs_lost', false, now(), now(), $1, 'PARKED', now(), now())`,
       [JSON.stringify({ data: { object: paid('cs_lost', 4_999) } })],
     );
     const bad = await audit(['reconcile', 'stripe', '--csv'], { DATABASE_URL: db.url });
@@ -364,6 +355,8 @@ describe('audit reconcile', () => {
 
   it('stripe: a database without the payments inbox is a configuration error (exit 2)', async () => {
     const db = await copy('cli_noinbox');
+    // A ledger database that never had the payments service's migration.
+    await sql(db.url, 'DROP SCHEMA payments CASCADE');
     const r = await audit(['reconcile', 'stripe'], { DATABASE_URL: db.url });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('no payments inbox (payments.stripe_events)');
