@@ -25,6 +25,7 @@ import { startWorker } from '../services/worker/main.js';
 import { startStripeStandIn, type StripeStandIn } from '../services/payments/testing/stripe-stand-in.js';
 import { applyRoles } from '../services/ledger/store/db-roles.js';
 import { exitOnSignal } from '../services/lib/signals.js';
+import { startTracing } from '../services/lib/tracing.js';
 
 const log = createLogger('start');
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -180,6 +181,8 @@ async function devSecrets(): Promise<DevSecrets> {
 
 await mkdir(dataDir, { recursive: true });
 const env = { ...process.env };
+// One process runs every service here: one tracer provider for all (off without an OTLP endpoint).
+const tracing = startTracing(env.OTEL_SERVICE_NAME ?? 'credit-ledger', env);
 let stopDatabase = async () => {};
 /** The database URL for the payments service, which keeps its tables in schema `payments`. */
 let paymentsDatabaseUrl: string;
@@ -296,6 +299,7 @@ exitOnSignal(
     await ledger.stop();
     await stopRedis();
     await stopDatabase();
+    await tracing.shutdown();
   },
   ledger.stopDeadlineMs + payments.config.drainGraceMs + 40_000,
 );

@@ -7,6 +7,7 @@ import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { exitOnSignal } from '../lib/signals.js';
+import { startTracing } from '../lib/tracing.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
 import { roleWarning } from './store/db-roles.js';
@@ -27,6 +28,7 @@ export async function startLedger(
   log: Logger = createLogger('ledger'),
 ): Promise<RunningLedger> {
   const config = parseLedgerConfig(env);
+  const tracing = startTracing('ledger', env);
   const pool = createPool(config.databaseUrl, config.dbPoolSize, { timeouts: config.dbTimeouts });
   // One batch runs at a time per process, so two connections cover it and a retry.
   const writePool = createPool(config.databaseUrl, 2, { pipeline: true, timeouts: config.dbTimeouts });
@@ -60,6 +62,7 @@ export async function startLedger(
       await ledger.stop();
       await metrics?.close();
       await Promise.all([closePool(pool), closePool(writePool)]);
+      await tracing.shutdown();
     },
   };
 }

@@ -1,10 +1,11 @@
 // The payments service's composition root: parse the configuration once, build the
 // dependencies, serve HTTP, apply the webhook inbox, and drain on SIGTERM/SIGINT.
+import { startTracing } from '../lib/tracing.js';
 import { pathToFileURL } from 'node:url';
 import Stripe from 'stripe';
 import { createLedgerClient, ledgerClientTlsFromEnv, type LedgerClient } from '../ledger/client/index.js';
 import { systemClock, type Clock } from '../lib/clock.js';
-import { createPool } from '../lib/db.js';
+import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { exitOnSignal } from '../lib/signals.js';
 import { loadCatalog, type Catalog } from './catalog/catalog.js';
@@ -57,6 +58,7 @@ export async function startPayments(
   options: StartOptions = {},
 ): Promise<RunningPayments> {
   const config = parsePaymentsConfig(env);
+  const tracing = startTracing('payments', env);
   const clock = options.clock ?? systemClock;
   const catalog = loadCatalog(config.catalogFile, config.saleTimeZone, config.lootboxSeedSecret);
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
@@ -112,7 +114,8 @@ export async function startPayments(
         clearTimeout(grace);
         await applier.stop();
         ledgerClient.close();
-        await pool.end();
+        await closePool(pool);
+        await tracing.shutdown();
       })();
       return stopping;
     },

@@ -1,3 +1,4 @@
+import { contextFrom, inSpan, SpanKind } from '../lib/tracing.js';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../lib/logger.js';
@@ -42,7 +43,13 @@ export function createEnhancementWorker(o: EnhancementWorkerOptions): Enhancemen
   const { deps } = o;
   const processor = async (job: Job<EnhancementJobData, EnhancementResult>, token?: string, signal?: AbortSignal) => {
     try {
-      const result = await processEnhancement(job, deps, signal);
+      // One span per delivery of the job, continuing the producer's trace.
+      const result = await inSpan(
+        'worker',
+        'enhancement',
+        { kind: SpanKind.CONSUMER, parent: contextFrom(job.data.traceparent), attributes: { 'enhancement.request_id': job.data.requestId, 'enhancement.model': job.data.model, 'bullmq.job_id': job.id ?? '' } },
+        () => processEnhancement(job, deps, signal),
+      );
       deps.metrics.jobs.inc({ outcome: 'completed' });
       return result;
     } catch (error) {

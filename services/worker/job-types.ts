@@ -16,6 +16,11 @@ export const enhancementRequestSchema = z.object({
   userId: z.string().min(1).max(128),
   model: z.string().min(1).max(200),
   input: z.record(z.string(), z.unknown()),
+  /** The producer's trace context (W3C traceparent), so the job's spans join its trace. */
+  traceparent: z
+    .string()
+    .regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/, 'a W3C traceparent')
+    .optional(),
 });
 export type EnhancementRequest = z.infer<typeof enhancementRequestSchema>;
 

@@ -1,5 +1,6 @@
 // The enhancement worker's composition root: parse the configuration once, connect Redis and
 // the ledger, serve /metrics, consume the `enhancements` queue, drain on SIGTERM/SIGINT.
+import { startTracing } from '../lib/tracing.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
@@ -24,6 +25,7 @@ export interface RunningWorker {
 
 export async function startWorker(env: Record<string, string | undefined>, log: Logger = createLogger('worker')): Promise<RunningWorker> {
   const config = parseWorkerConfig(env);
+  const tracing = startTracing('worker', env);
   const models = loadModelTable(config.modelsFile);
   const metrics = createWorkerMetrics();
   const bullConnection = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -96,6 +98,7 @@ export async function startWorker(env: Record<string, string | undefined>, log: 
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await Promise.all([bullConnection.quit(), redis.quit()]);
+      await tracing.shutdown();
     },
   };
 }

@@ -1,4 +1,5 @@
 import { Queue, QueueEvents, type Job } from 'bullmq';
+import { currentTraceparent } from '../lib/tracing.js';
 import type { Redis } from 'ioredis';
 import {
   enhancementRequestSchema,
@@ -30,7 +31,8 @@ export const defaultJobOptions = {
 } as const;
 
 export async function enqueueEnhancement(queue: EnhancementQueue, request: EnhancementRequest): Promise<Job<EnhancementJobData, EnhancementResult>> {
-  const parsed = enhancementRequestSchema.parse(request);
+  const traceparent = request.traceparent ?? currentTraceparent() ?? undefined;
+  const parsed = enhancementRequestSchema.parse(traceparent ? { ...request, traceparent } : request);
   // BullMQ adds nothing when the jobId exists (and does not say so): a duplicate request is
   // the same job, which is what idempotency on requestId wants.
   return queue.add('enhance', parsed, { ...defaultJobOptions, jobId: parsed.requestId });

@@ -1,3 +1,4 @@
+import { currentTraceparent, inSpan, SpanKind, tracingEnabled } from '../lib/tracing.js';
 import { HttpJsonClient, type HttpError, type HttpJsonResponse } from './http-json.js';
 
 /**
@@ -74,11 +75,28 @@ export class WavespeedClient {
     this.#http.close();
   }
 
+  /**
+   * One HTTP call to Wavespeed, in a CLIENT span when tracing is on, with the trace context in
+   * a `traceparent` header (W3C trace context).
+   */
+  #request(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: string | undefined, timeoutMs: number): Promise<HttpJsonResponse> {
+    const send = () => {
+      const traceparent = currentTraceparent();
+      return this.#http.request(method, path, traceparent ? { ...headers, traceparent } : headers, body, timeoutMs);
+    };
+    if (!tracingEnabled()) return send();
+    return inSpan('worker', `wavespeed ${method} ${path.split('?')[0]!.replace(/\/predictions\/[^/]+/, '/predictions/{id}')}`, { kind: SpanKind.CLIENT, attributes: { 'http.request.method': method, 'server.address': this.options.baseUrl } }, async (span) => {
+      const response = await send();
+      span.setAttribute('http.response.status_code', response.status);
+      return response;
+    });
+  }
+
   async submit(model: string, input: Record<string, unknown>, webhookUrl?: string): Promise<SubmitOutcome> {
     const query = webhookUrl ? `?webhook=${encodeURIComponent(webhookUrl)}` : '';
     let response: HttpJsonResponse;
     try {
-      response = await this.#http.request('POST', `/api/v3/${model}${query}`, this.#headers, JSON.stringify(input), this.options.submitTimeoutMs);
+      response = await this.#request('POST', `/api/v3/${model}${query}`, this.#headers, JSON.stringify(input), this.options.submitTimeoutMs);
     } catch (error) {
       const code = (error as HttpError).code ?? 'UNKNOWN';
       // Only a refused connection proves the request never reached Wavespeed.
@@ -100,7 +118,7 @@ export class WavespeedClient {
   async result(predictionId: string): Promise<ResultOutcome> {
     let response: HttpJsonResponse;
     try {
-      response = await this.#http.request('GET', `/api/v3/predictions/${encodeURIComponent(predictionId)}/result`, this.#headers, undefined, this.options.readTimeoutMs);
+      response = await this.#request('GET', `/api/v3/predictions/${encodeURIComponent(predictionId)}/result`, this.#headers, undefined, this.options.readTimeoutMs);
     } catch (error) {
       return { kind: 'retry', retryAfterMs: null, why: (error as HttpError).code ?? 'UNKNOWN' };
     }
@@ -124,7 +142,7 @@ export class WavespeedClient {
 
   /** The account's webhook signing secret (`GET /api/v3/webhook/secret`, `whsec_…`). */
   async webhookSecret(): Promise<string> {
-    const response = await this.#http.request('GET', '/api/v3/webhook/secret', this.#headers, undefined, this.options.readTimeoutMs);
+    const response = await this.#request('GET', '/api/v3/webhook/secret', this.#headers, undefined, this.options.readTimeoutMs);
     if (response.status !== 200) throw new Error(`webhook secret: HTTP ${response.status}: ${messageOf(response.text)}`);
     const secret = (JSON.parse(response.text) as { data?: { secret?: unknown } }).data?.secret;
     if (typeof secret !== 'string' || secret.length === 0) throw new Error('webhook secret: no data.secret in the answer');
@@ -143,7 +161,7 @@ export class WavespeedClient {
       created_after: new Date(fromMs).toISOString(),
       created_before: new Date(toMs).toISOString(),
     });
-    const response = await this.#http.request('POST', '/api/v3/predictions', this.#headers, body, this.options.readTimeoutMs);
+    const response = await this.#request('POST', '/api/v3/predictions', this.#headers, body, this.options.readTimeoutMs);
     if (response.status !== 200) throw new Error(`prediction listing: HTTP ${response.status}: ${messageOf(response.text)}`);
     const parsed = JSON.parse(response.text) as { data?: { total?: number; items?: { id: string; model: string; status: string; created_at: string }[] } };
     const items = (parsed.data?.items ?? []).map((i) => ({ id: i.id, model: i.model, status: i.status, createdAtMs: Date.parse(i.created_at) }));

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { currentTraceparent, inSpan, SpanKind, tracingEnabled } from '../../lib/tracing.js';
 import * as pb from '../../generated/proto/credits/ledger/v1/ledger.js';
 
 /**
@@ -82,7 +83,8 @@ export function createLedgerClient(
   const api = {} as Record<MethodName, unknown>;
   for (const name of Object.keys(requestTypes) as MethodName[]) {
     const type = requestTypes[name] as { fromPartial(p: unknown): unknown };
-    api[name] = (request: unknown, options: CallOptions = {}) =>
+    const rpc = `${name[0]!.toUpperCase()}${name.slice(1)}`;
+    const call = (request: unknown, options: CallOptions) =>
       new Promise((resolve, reject) => {
         const callOptions: grpc.CallOptions = {};
         if (options.timeoutMs !== undefined) callOptions.deadline = Date.now() + options.timeoutMs;
@@ -92,10 +94,21 @@ export function createLedgerClient(
           opts: grpc.CallOptions,
           cb: (e: grpc.ServiceError | null, r: unknown) => void,
         ) => void;
-        method.call(raw, type.fromPartial(request), metadata, callOptions, (error, response) =>
+        // The trace context travels in the call's metadata (W3C traceparent), when there is one.
+        const traceparent = currentTraceparent();
+        let md = metadata;
+        if (traceparent) {
+          md = metadata.clone();
+          md.set('traceparent', traceparent);
+        }
+        method.call(raw, type.fromPartial(request), md, callOptions, (error, response) =>
           error ? reject(error) : resolve(response),
         );
       });
+    api[name] = (request: unknown, options: CallOptions = {}) =>
+      tracingEnabled()
+        ? inSpan('credits-ledger-client', `credits.ledger.v1.LedgerService/${rpc}`, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.method': rpc } }, () => call(request, options))
+        : call(request, options);
   }
   async function* streamJournal(fromEntryId: bigint, signal?: AbortSignal): AsyncIterable<pb.Entry> {
     const call = raw.streamJournal({ fromEntryId }, metadata);

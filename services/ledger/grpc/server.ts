@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { context as otelContext, trace, type Span } from '@opentelemetry/api';
+import { contextFrom, SpanKind, SpanStatusCode, tracer, tracingEnabled } from '../../lib/tracing.js';
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { ReflectionService } from '@grpc/reflection';
@@ -221,9 +223,11 @@ export class GrpcServer {
     const onEnd = this.#onCallEnd;
     return (call, callback) => {
       const startedMs = performance.now();
+      const span = startServerSpan(method, call.metadata);
       const fail = (error: unknown) => {
         const serviceError = toServiceError(error, log, method);
         onEnd(method, serviceError.code ?? grpc.status.UNKNOWN, (performance.now() - startedMs) / 1000);
+        endServerSpan(span, serviceError.code ?? grpc.status.UNKNOWN, serviceError.details);
         callback(serviceError as grpc.ServiceError);
       };
       let context: CallContext;
@@ -233,12 +237,36 @@ export class GrpcServer {
         fail(error);
         return;
       }
-      handler(call.request as never, context, noSink).then((response) => {
+      const run = () => handler(call.request as never, context, noSink);
+      (span ? otelContext.with(trace.setSpan(otelContext.active(), span), run) : run()).then((response) => {
         onEnd(method, grpc.status.OK, (performance.now() - startedMs) / 1000);
+        endServerSpan(span, grpc.status.OK);
         callback(null, response);
       }, fail);
     };
   }
+}
+
+/**
+ * A SERVER span for a call when tracing is on, continuing the caller's trace from the
+ * `traceparent` metadata (the ledger client sends it).
+ */
+function startServerSpan(method: string, metadata: grpc.Metadata): Span | null {
+  if (!tracingEnabled()) return null;
+  const traceparent = metadata.get('traceparent')[0];
+  const parent = contextFrom(typeof traceparent === 'string' ? traceparent : null);
+  return tracer('credits-ledger').startSpan(
+    `credits.ledger.v1.LedgerService/${method}`,
+    { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.service': 'credits.ledger.v1.LedgerService', 'rpc.method': method } },
+    parent,
+  );
+}
+
+function endServerSpan(span: Span | null, code: grpc.status, message?: string): void {
+  if (!span) return;
+  span.setAttribute('rpc.grpc.status_code', code);
+  if (code !== grpc.status.OK) span.setStatus({ code: SpanStatusCode.ERROR, message: message ?? grpc.status[code] });
+  span.end();
 }
 
 /** PEM material for the server's TLS; `clientCaPem` makes client certificates required (mTLS). */

@@ -1,3 +1,4 @@
+import { contextFrom, currentTraceparent, inSpan, SpanKind } from '../../lib/tracing.js';
 import type { FastifyInstance } from 'fastify';
 import type Stripe from 'stripe';
 import type { Clock } from '../../lib/clock.js';
@@ -29,7 +30,10 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: webhookBodyMaxBytes }, (_req, body, done) => done(null, body));
 
-    scope.post('/webhooks/stripe', { bodyLimit: webhookBodyMaxBytes }, async (request, reply) => {
+    scope.post('/webhooks/stripe', { bodyLimit: webhookBodyMaxBytes }, (request, reply) =>
+      // A span per delivery, continuing the sender's trace if it sent one; the event's id and
+      // type are set on it once the signature is verified.
+      inSpan('payments', 'POST /webhooks/stripe', { kind: SpanKind.SERVER, parent: contextFrom(headerOf(request.headers.traceparent)) }, async (span) => {
       const end = deps.metrics.webhookAckSeconds.startTimer();
       const raw = request.body;
       const signature = request.headers['stripe-signature'];
@@ -56,6 +60,7 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
       // Some event objects have no id (balance.available, …); those are recorded all the same.
       const objectId = (event.data.object as { id?: unknown }).id;
       const object = { id: typeof objectId === 'string' ? objectId : '' };
+      span.setAttributes({ 'stripe.event_id': event.id, 'stripe.event_type': event.type, 'stripe.object_id': object.id });
       const log = request.log.child({ stripe_event_id: event.id, event_type: event.type, stripe_object_id: object.id });
       const stored = await deps.writer.store(
         {
@@ -66,6 +71,7 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
           apiVersion: typeof event.api_version === 'string' ? event.api_version : null,
           createdAt: new Date((Number.isSafeInteger(event.created) ? event.created : 0) * 1000),
           payload: storablePayload(raw.toString('utf8')),
+          traceparent: currentTraceparent(),
         },
         handledTypes.has(event.type) ? 'PENDING' : 'IGNORED',
       );
@@ -74,9 +80,11 @@ export async function registerWebhookRoute(app: FastifyInstance, deps: WebhookDe
       if (stored && handledTypes.has(event.type)) deps.onStored();
       end();
       return reply.code(200).send({ received: true, duplicate: !stored });
-    });
+    }));
   });
 }
+
+const headerOf = (value: string | string[] | undefined): string | null => (typeof value === 'string' ? value : null);
 
 /**
  * PostgreSQL's jsonb cannot hold the character U+0000. A verified event whose JSON contains the

@@ -1,3 +1,4 @@
+import { contextFrom, inSpan } from '../../lib/tracing.js';
 import type Stripe from 'stripe';
 import type { Clock } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
@@ -92,7 +93,13 @@ export class InboxApplier {
     const log = this.log.child({ stripe_event_id: event.eventId, event_type: event.type, stripe_object_id: event.objectId });
     let applied: ApplyOutcome;
     try {
-      applied = await applyStripeEvent(event.payload as Stripe.Event, this.deps);
+      // Applied later, maybe in another process: the span continues the delivery's trace.
+      applied = await inSpan(
+        'payments',
+        `apply ${event.type}`,
+        { parent: contextFrom(event.traceparent), attributes: { 'stripe.event_id': event.eventId, 'stripe.event_type': event.type, 'stripe.object_id': event.objectId } },
+        () => applyStripeEvent(event.payload as Stripe.Event, this.deps),
+      );
     } catch (error) {
       applied = { kind: 'retry', reason: `apply failed: ${(error as Error).message}` };
     }

@@ -16,6 +16,8 @@ export interface IncomingEvent {
   createdAt: Date;
   /** The verified body as received. */
   payload: string;
+  /** The delivery's trace context (W3C traceparent), null when tracing is off. */
+  traceparent?: string | null;
 }
 
 export interface ClaimedEvent {
@@ -25,6 +27,7 @@ export interface ClaimedEvent {
   payload: unknown;
   attempts: number;
   receivedAt: Date;
+  traceparent: string | null;
 }
 
 interface Finished {
@@ -67,11 +70,11 @@ export class InboxStore {
     const result = await this.pool.query<{ event_id: string }>(
       `INSERT INTO payments.stripe_events
          (event_id, type, object_id, livemode, api_version, stripe_created_at, received_at, payload,
-          status, next_attempt_at, finished_at)
+          status, next_attempt_at, finished_at, traceparent)
        SELECT e.event_id, e.type, e.object_id, e.livemode, e.api_version, e.created_at, $9, e.payload::jsonb,
-              e.status, $9, CASE WHEN e.status = 'PENDING' THEN NULL ELSE $9::timestamptz END
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::timestamptz[], $7::text[], $8::text[])
-           AS e(event_id, type, object_id, livemode, api_version, created_at, payload, status)
+              e.status, $9, CASE WHEN e.status = 'PENDING' THEN NULL ELSE $9::timestamptz END, e.traceparent
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $10::text[])
+           AS e(event_id, type, object_id, livemode, api_version, created_at, payload, status, traceparent)
        ON CONFLICT (event_id) DO NOTHING
        RETURNING event_id`,
       [
@@ -84,6 +87,7 @@ export class InboxStore {
         events.map((x) => x.event.payload),
         events.map((x) => x.status),
         now,
+        events.map((x) => x.event.traceparent ?? null),
       ],
     );
     return new Set(result.rows.map((r) => r.event_id));
@@ -97,7 +101,7 @@ export class InboxStore {
   async claimDue(now: Date, limit: number, leaseMs: number): Promise<ClaimedEvent[]> {
     // Inputs: now, the batch bound, the lease. Locks: the claimed rows, briefly (SKIP LOCKED:
     // concurrent appliers take disjoint sets). Output: the claimed events, oldest due first.
-    const result = await this.pool.query<{ event_id: string; type: string; object_id: string; payload: unknown; attempts: number; received_at: Date; due: Date }>(
+    const result = await this.pool.query<{ event_id: string; type: string; object_id: string; payload: unknown; attempts: number; received_at: Date; due: Date; traceparent: string | null }>(
       `WITH due AS (
          SELECT event_id, next_attempt_at FROM payments.stripe_events
           WHERE status = 'PENDING' AND next_attempt_at <= $1
@@ -108,12 +112,12 @@ export class InboxStore {
           SET attempts = e.attempts + 1, next_attempt_at = $1::timestamptz + make_interval(secs => $3::double precision / 1000)
          FROM due
         WHERE e.event_id = due.event_id
-       RETURNING e.event_id, e.type, e.object_id, e.payload, e.attempts, e.received_at, due.next_attempt_at AS due`,
+       RETURNING e.event_id, e.type, e.object_id, e.payload, e.attempts, e.received_at, due.next_attempt_at AS due, e.traceparent`,
       [now, limit, leaseMs],
     );
     return result.rows
       .sort((a, b) => a.due.getTime() - b.due.getTime())
-      .map((r) => ({ eventId: r.event_id, type: r.type, objectId: r.object_id, payload: r.payload, attempts: r.attempts, receivedAt: r.received_at }));
+      .map((r) => ({ eventId: r.event_id, type: r.type, objectId: r.object_id, payload: r.payload, attempts: r.attempts, receivedAt: r.received_at, traceparent: r.traceparent }));
   }
 
   /**
