@@ -42,6 +42,12 @@ export function createWorkerMetrics(options: { defaults?: boolean } = {}) {
       labelNames: ['resolution'] as const,
       registers: [registry],
     }),
+    upstreamCost: new Counter({
+      name: 'enhancement_upstream_cost_micros_total',
+      help: 'Upstream cost booked with the charge of each completed enhancement, in micro-units, by model and currency.',
+      labelNames: ['model', 'currency'] as const,
+      registers: [registry],
+    }),
     uncharged: new Counter({
       name: 'enhancement_uncharged_results_total',
       help: 'Results delivered without a charge because the hold was gone and the balance could not pay.',

@@ -400,6 +400,8 @@ class EnhancementRun {
       upstreamCostMicros: this.model.upstreamCostMicros.toString(),
     };
     await this.#record({ phase: 'done', result });
+    // Counted in micros as a float: Prometheus counters are doubles; exact sums are the audit's.
+    this.deps.metrics.upstreamCost.inc({ model: this.model.id, currency: this.model.currency }, Number(this.model.upstreamCostMicros));
     this.#log.info({ creditsCharged: result.creditsCharged }, 'charged');
     return result;
   }
