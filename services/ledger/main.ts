@@ -6,7 +6,7 @@ import { systemClock } from '../lib/clock.js';
 import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
-import { exitOnSignal } from '../lib/signals.js';
+import { exitOnSignal, poolErrorLogger } from '../lib/signals.js';
 import { startTracing } from '../lib/tracing.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
@@ -35,9 +35,7 @@ export async function startLedger(
   // An idle connection dropped by the server (restart, failover) is replaced on next use; log
   // only what identifies the cause, not the client object pg attaches to the error.
   for (const p of [pool, writePool]) {
-    p.on('error', (error: Error & { code?: string }) =>
-      log.warn({ code: error.code, error: error.message }, 'idle database connection failed'),
-    );
+    p.on('error', poolErrorLogger(log));
   }
   const roleProblem = await roleWarning(pool);
   if (roleProblem) log.warn({ problem: roleProblem }, 'database role');

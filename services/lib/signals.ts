@@ -1,5 +1,25 @@
 import type { Logger } from './logger.js';
 
+let stopSignal: string | null = null;
+
+/**
+ * The signal this process is stopping on, or null. A Ctrl-C in a terminal reaches the whole
+ * process group, so a database or Redis that this process started may shut down at the same
+ * moment: losing connections then is expected, not worth a warning.
+ */
+export function stoppingOn(): string | null {
+  return stopSignal;
+}
+
+/** Logs a pool's idle-connection error: a warning, unless the process is stopping anyway. */
+export function poolErrorLogger(log: Logger): (error: Error & { code?: string }) => void {
+  return (error) => {
+    const fields = { code: error.code, error: error.message };
+    if (stopSignal) log.info(fields, 'database connection closed while stopping');
+    else log.warn(fields, 'idle database connection failed');
+  };
+}
+
 /**
  * Runs `stop` once on SIGTERM or SIGINT, then exits 0 (1 if stopping failed). With `deadlineMs`,
  * a stop that has not finished by then (a database that stopped answering) exits 1 anyway, so a
@@ -10,6 +30,7 @@ export function exitOnSignal(log: Logger, stop: () => Promise<void>, deadlineMs?
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
+    stopSignal = signal;
     log.info({ signal }, 'draining');
     if (deadlineMs !== undefined) {
       setTimeout(() => {

@@ -7,7 +7,7 @@ import { createLedgerClient, ledgerClientTlsFromEnv, type LedgerClient } from '.
 import { systemClock, type Clock } from '../lib/clock.js';
 import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { exitOnSignal } from '../lib/signals.js';
+import { exitOnSignal, poolErrorLogger } from '../lib/signals.js';
 import { loadCatalog, type Catalog } from './catalog/catalog.js';
 import { CheckoutSessions } from './checkout.js';
 import { parsePaymentsConfig, type PaymentsConfig } from './config.js';
@@ -62,7 +62,7 @@ export async function startPayments(
   const clock = options.clock ?? systemClock;
   const catalog = loadCatalog(config.catalogFile, config.saleTimeZone, config.lootboxSeedSecret);
   const pool = createPool(config.databaseUrl, config.dbPoolSize);
-  pool.on('error', (error: Error & { code?: string }) => log.warn({ code: error.code, error: error.message }, 'idle database connection failed'));
+  pool.on('error', poolErrorLogger(log));
   const store = new InboxStore(pool);
   const metrics = new PaymentsMetrics(() => store.stats(clock.now()));
   // TLS to the ledger when LEDGER_TLS_CA (and, for mTLS, LEDGER_TLS_CLIENT_CERT/_KEY) are set.
