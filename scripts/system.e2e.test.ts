@@ -43,7 +43,7 @@ describe('the whole product through a browser', () => {
       LEDGER_GRPC_ADDR: '127.0.0.1:0',
       LEDGER_METRICS_ADDR: '127.0.0.1:0',
       // The machine's Redis, under a key prefix of this run's own.
-      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       WORKER_QUEUE_PREFIX: `test-${process.pid}-${Date.now()}`,
       WORKER_METRICS_ADDR: '127.0.0.1:0',
       DATA_DIR: dataDir,

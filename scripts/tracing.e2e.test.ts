@@ -35,7 +35,7 @@ describe('traces across HTTP → gRPC → BullMQ → Wavespeed', () => {
       LEDGER_CREDENTIALS: JSON.stringify(testCredentials()),
       LEDGER_GRPC_ADDR: '127.0.0.1:0',
       LEDGER_METRICS_ADDR: '127.0.0.1:0',
-      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       WORKER_QUEUE_PREFIX: `trace-${process.pid}-${Date.now()}`,
       WORKER_METRICS_ADDR: '127.0.0.1:0',
       WAVESPEED_SIM_LATENCY_MS: '200',

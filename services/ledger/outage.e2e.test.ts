@@ -1,6 +1,7 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy.js';
+import { adminUrl } from '../testing/test-db.js';
 import { Bucket } from './client/index.js';
 import { settle, type Outcome } from './testing/call-outcome.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
@@ -17,7 +18,7 @@ describe('database outage', () => {
   let t: TestLedger;
   let proxy: TcpProxy;
   beforeAll(async () => {
-    proxy = await startTcpProxy('127.0.0.1', 5432);
+    proxy = await startTcpProxy(new URL(adminUrl).hostname, Number(new URL(adminUrl).port || 5432));
     t = await startTestLedger({ connectVia: (url) => proxy.urlFor(url) });
     t.pool.on('error', () => {});
     t.writePool.on('error', () => {});

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../lib/clock.js';
 import type { DbTimeouts } from '../lib/db.js';
 import { startTcpProxy, type TcpProxy } from '../testing/tcp-proxy.js';
+import { adminUrl } from '../testing/test-db.js';
 import { Bucket, createLedgerClient } from './client/index.js';
 import { settle } from './testing/call-outcome.js';
 import { killChildLedgers, startChildLedger } from './testing/child-ledger.js';
@@ -44,7 +45,7 @@ describe('a ledger whose database connection stalls mid-batch', () => {
   let proxy: TcpProxy;
   let admin: pg.Pool;
   beforeAll(async () => {
-    proxy = await startTcpProxy('127.0.0.1', 5432);
+    proxy = await startTcpProxy(new URL(adminUrl).hostname, Number(new URL(adminUrl).port || 5432));
     a = await startTestLedger({
       clock: systemClock,
       timeouts,
