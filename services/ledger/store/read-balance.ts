@@ -128,8 +128,11 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
     // Inputs: user id and a time. Locks: none. Output: the user's lots created up to the cut,
     // with their balances after the cut's last transfer on them (no row: unknown at as_of).
     rows = (
-      await pool.query<BalanceRow>(
-        `WITH cut AS (
+      await pool.query<BalanceRow>({
+        // Named: the statement is long to plan, and its plan is one choice whatever the
+        // statistics (lots by user through lots_user_id_idx, index probes for the rest).
+        name: 'ledger.read-balance-as-of',
+        text: `WITH cut AS (
            SELECT COALESCE((SELECT seq FROM entries WHERE recorded_at <= $2
                              ORDER BY recorded_at DESC, seq DESC LIMIT 1), 0) AS seq)
          SELECT ${lotColumns('l')}, COALESCE(s.b, 0)::text AS balance, COALESCE(s.h, 0)::text AS held,
@@ -138,8 +141,8 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
            JOIN lots l ON l.user_id = $1 AND l.entry_seq <= cut.seq
            LEFT JOIN LATERAL (${sideAsOf('l.account_id')}) s ON true
            LEFT JOIN LATERAL (${sideAsOf('l.deferred_account_id')}) ds ON true`,
-        [userId, asOf.toISOString()],
-      )
+        values: [userId, asOf.toISOString()],
+      })
     ).rows;
     if (rows.length === 0) throw notFound('user_id', `user "${userId}" had no credits recorded at ${asOf.toISOString()}`);
     rows = rows.filter((r) => BigInt(r.balance) > 0n);
