@@ -3,8 +3,8 @@ import pg from 'pg';
 /**
  * The ledger's tables whose statistics a bulk load makes stale. Autovacuum would analyze them
  * eventually (and is off on some machines); the plans of the hot statements no longer depend on
- * fresh statistics (ledger README, "Plans"), but every other query does, so the import refreshes
- * them at its end.
+ * fresh statistics (ledger README, Benchmark, "Plans that do not depend on statistics"), but
+ * every other query does, so the import refreshes them at its end.
  */
 export const analyzedTables = ['users', 'accounts', 'lots', 'entries', 'transfers', 'holds', 'journal_head'] as const;
 

@@ -32,9 +32,10 @@ export class BatchConnection {
         // prepared statement whose generic plan, once chosen, stays for the connection's life.
         // A plan made while a table was small (a fresh database, before a bulk load) uses
         // sequential scans and hash joins, and nothing replaces it until the table is analyzed:
-        // measured, a third of the Consume rate after a 10 000-user load (ledger README §5,
-        // "Plans"). With sequential scans disabled on this session, the planner takes the
-        // index whatever the table's size or statistics. Inputs: none. Locks: none.
+        // measured, a third of the Consume rate after a 10 000-user load (ledger README,
+        // Benchmark, "Plans that do not depend on statistics"). With sequential scans disabled
+        // on this session, the planner takes the index whatever the table's size or statistics.
+        // Inputs: none. Locks: none.
         try {
           await client.query('SET enable_seqscan = off');
         } catch (error) {
