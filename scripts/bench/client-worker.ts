@@ -9,7 +9,7 @@ import { createLedgerClient, type LedgerClient } from '../../services/ledger/cli
 import { baselineConsume, loadBaselineAccounts } from './baseline.js';
 import { LatencyHistogram } from './histogram.js';
 import type { ChildMessage, ParentMessage, RunRequest, RunResult, SeedRequest, SeedResult } from './protocol.js';
-import { userName } from './users.js';
+import { spentLotsUser, userName } from './users.js';
 
 if (!process.send) {
   console.error('client-worker.ts is started by scripts/bench/main.ts over an IPC channel');
@@ -127,6 +127,39 @@ async function prepare(request: RunRequest, recordCall: CallRecorder): Promise<P
       return {
         operation: async () => {
           await client.getBalance({ userId: userName(randomIndex(population.count)) }, options);
+        },
+        dispose: nothing,
+      };
+    case 'consume_spent_lots':
+      return {
+        operation: async (seq) => {
+          await client.consume({ idempotencyKey: `${keyPrefix}:${seq}`, userId: spentLotsUser, credits: 1n }, options);
+        },
+        dispose: nothing,
+      };
+    case 'get_balance_spent_lots':
+      return {
+        operation: async () => {
+          await client.getBalance({ userId: spentLotsUser }, options);
+        },
+        dispose: nothing,
+      };
+    case 'get_balance_as_of':
+      // As of a moment ago: every entry of the journal is before the cut, so each of the
+      // user's lots is read from its last transfer (one index probe per account).
+      return {
+        operation: async () => {
+          await client.getBalance({ userId: userName(randomIndex(population.count)), asOf: new Date(Date.now() - 1_000) }, options);
+        },
+        dispose: nothing,
+      };
+    case 'list_entries':
+      // A full page of 100 (the journal's first, the seeding's grants), every transfer with its
+      // accounts' codes.
+      return {
+        operation: async () => {
+          const page = await client.listEntries({ pageSize: 100, pageToken: '' }, options);
+          if (page.entries.length !== 100) throw new Error(`a page of ${page.entries.length} entries`);
         },
         dispose: nothing,
       };

@@ -4,15 +4,30 @@ import { parseArgs } from 'node:util';
 export const allScenarios = [
   'transport',
   'transport_stack',
+  'consume_before_analyze',
   'consume_uniform',
   'consume_hot_user',
   'reserve_capture',
   'get_balance',
+  'consume_spent_lots',
+  'get_balance_spent_lots',
+  'get_balance_as_of',
+  'list_entries',
   'baseline',
 ] as const;
 export type ScenarioName = (typeof allScenarios)[number];
 
-export const ledgerScenarios = ['consume_uniform', 'consume_hot_user', 'reserve_capture', 'get_balance'] as const;
+export const ledgerScenarios = [
+  'consume_before_analyze',
+  'consume_uniform',
+  'consume_hot_user',
+  'reserve_capture',
+  'get_balance',
+  'consume_spent_lots',
+  'get_balance_spent_lots',
+  'get_balance_as_of',
+  'list_entries',
+] as const;
 export type LedgerScenario = (typeof ledgerScenarios)[number];
 
 export interface BenchOptions {
@@ -41,6 +56,12 @@ export const usage = `Usage: npm run bench -- [options]
   --max-calls N       calls a client process may start per scenario (default 2000000)
   --call-timeout-ms N deadline of each call (default 10000)
   --scenarios LIST    comma-separated subset of: ${allScenarios.join(', ')}
+                      consume_before_analyze runs once, right after seeding and before the
+                      bench's VACUUM ANALYZE (it is consume_uniform on stale statistics);
+                      *_spent_lots drive one user who had 1,000 lots, all spent, and one live
+                      lot (compare with consume_hot_user and get_balance); get_balance_as_of
+                      asks a uniform user's balance as of now on the young journal;
+                      list_entries reads a full page of 100 entries
   --rounds N          run the whole sequence N times and report each scenario's best round
                       (highest ops/s): on a shared machine, noise only ever slows a run
                       down (default 1)

@@ -11,7 +11,17 @@ export type Target =
   /** PostgreSQL directly, one transaction per command (baseline.ts). */
   | { kind: 'baseline'; databaseUrl: string };
 
-export type Workload = 'consume_uniform' | 'consume_hot_user' | 'reserve_capture' | 'get_balance' | 'noop' | 'baseline';
+export type Workload =
+  | 'consume_uniform'
+  | 'consume_hot_user'
+  | 'reserve_capture'
+  | 'get_balance'
+  | 'consume_spent_lots'
+  | 'get_balance_spent_lots'
+  | 'get_balance_as_of'
+  | 'list_entries'
+  | 'noop'
+  | 'baseline';
 
 export interface Population {
   /** Users u00000 … u(count-1), each granted `credits` by the seed step. */

@@ -120,6 +120,7 @@ export function targetChecks(byName: ReadonlyMap<ScenarioName, ScenarioFigures>)
   ratioCheck('uniform Consume ≥ 70% of transport ceiling', uniform, transport, 0.7, '0.70×');
   ratioCheck('hot-user Consume ≥ 60% of transport ceiling', hot, transport, 0.6, '0.60×');
   ratioCheck('hot-user Consume ≥ 2× unbatched baseline', hot, baseline, 2, '2.00×');
+  ratioCheck('Consume before ANALYZE ≥ 80% of after (issue 7 item 16)', byName.get('consume_before_analyze'), uniform, 0.8, '0.80×');
 
   for (const consume of [uniform, hot]) {
     const name = `ledger CPU per Consume (${consume?.name ?? '…'}) ≤ 1.5× no-op server CPU per call`;
@@ -160,6 +161,29 @@ export function targetChecks(byName: ReadonlyMap<ScenarioName, ScenarioFigures>)
  * (transport_stack), which separates what our server stack costs from what the ledger's work
  * costs. Empty when either side was not run.
  */
+/**
+ * How a user's cost grows with the lots they ever had (issue 7 item 17): each *_spent_lots
+ * scenario against its one-lot twin of the same run, as ratios of ledger + PostgreSQL CPU per
+ * operation and of throughput.
+ */
+export function growthLines(byName: ReadonlyMap<ScenarioName, ScenarioFigures>): string[] {
+  const lines: string[] = [];
+  const cpu = (f: ScenarioFigures) => (f.serverCpuUsPerOp ?? Number.NaN) + f.postgresCpuUsPerOp;
+  for (const [spent, one] of [
+    ['consume_spent_lots', 'consume_hot_user'],
+    ['get_balance_spent_lots', 'get_balance'],
+  ] as const) {
+    const a = byName.get(spent);
+    const b = byName.get(one);
+    if (!a || !b) continue;
+    lines.push(
+      `- ${spent} vs ${one}: ledger+PostgreSQL CPU ${cpu(a).toFixed(1)} vs ${cpu(b).toFixed(1)} µs/op ` +
+        `(${(cpu(a) / cpu(b)).toFixed(2)}×), ops/s ${(a.opsPerS / b.opsPerS).toFixed(2)}×`,
+    );
+  }
+  return lines;
+}
+
 export function stackReferenceLines(byName: ReadonlyMap<ScenarioName, ScenarioFigures>): string[] {
   const stack = byName.get('transport_stack');
   const bare = byName.get('transport');

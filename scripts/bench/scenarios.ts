@@ -8,7 +8,8 @@ import { clockTicksPerSecond, machineTicks, processCpuSplitMicros, processesCpuM
 import type { ProfileWindow } from './profile-summary.js';
 import type { RunRequest, RunResult, SeedResult, Target, Workload } from './protocol.js';
 import type { ScenarioFigures } from './report.js';
-import { creditsForHotUser, creditsPerUser, hotUser } from './users.js';
+import { createLedgerClient, Bucket } from '../../services/ledger/client/index.js';
+import { creditsForHotUser, creditsPerUser, hotUser, spentLotsCount, spentLotsUser } from './users.js';
 import { progress, sleep } from './waits.js';
 
 /**
@@ -226,3 +227,39 @@ export async function seedLedger(workers: readonly Worker[], address: string, to
   progress(`seeded ${granted} users in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }
 
+
+/**
+ * The *_spent_lots user: `spentLotsCount` lots of one credit, then one large lot, then as many
+ * one-credit Consumes, which drain the small lots first (same bucket, no expiry: the oldest lot
+ * goes first), so the user ends with 1,000 spent lots and one live one.
+ */
+export async function seedSpentLots(address: string, token: string, runTag: string): Promise<void> {
+  const started = performance.now();
+  const client = createLedgerClient(address, token);
+  const options = { timeoutMs: 30_000 };
+  const inParallel = async (count: number, call: (i: number) => Promise<unknown>) => {
+    let next = 0;
+    const lane = async () => {
+      while (next < count) await call(next++);
+    };
+    await Promise.all(Array.from({ length: 32 }, lane));
+  };
+  try {
+    const grant = (key: string, credits: bigint) =>
+      client.grant({ idempotencyKey: `${runTag}:spent:${key}`, userId: spentLotsUser, credits, bucket: Bucket.BUCKET_BONUS }, options);
+    // One at a time would take a while; in parallel the lots' order is the batches', which is
+    // all the drawdown needs as long as the large lot comes last.
+    await inParallel(spentLotsCount, (i) => grant(`small:${i}`, 1n));
+    await grant('large', creditsForHotUser);
+    await inParallel(spentLotsCount, (i) =>
+      client.consume({ idempotencyKey: `${runTag}:spent:consume:${i}`, userId: spentLotsUser, credits: 1n }, options),
+    );
+    const balance = await client.getBalance({ userId: spentLotsUser }, options);
+    if (balance.lots.length !== 1 || balance.available !== creditsForHotUser) {
+      throw new Error(`the spent-lots user has ${balance.lots.length} live lots and ${balance.available} credits`);
+    }
+  } finally {
+    client.close();
+  }
+  progress(`seeded ${spentLotsCount} spent lots in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+}

@@ -12,3 +12,7 @@ export const hotUser = 'hot-user';
 /** Credits granted to each user before the scenarios: enough that no Consume is ever refused. */
 export const creditsPerUser = 1_000_000_000n;
 export const creditsForHotUser = 1_000_000_000_000n;
+
+/** The user of the *_spent_lots scenarios: 1,000 spent lots of one credit, then one large live lot. */
+export const spentLotsUser = 'spent-user';
+export const spentLotsCount = 1_000;

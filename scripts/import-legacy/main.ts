@@ -2,12 +2,15 @@
 // Imports the old product's balances as opening ledger entries, through the ledger's gRPC API
 // at LEDGER_ADDR (default 127.0.0.1:50051) with an admin token in LEDGER_TOKEN. Validates both
 // files completely first: any bad row is reported with its line and nothing is imported.
-// Running it again changes nothing. `--dry-run` validates and prints the plan only.
+// Running it again changes nothing. `--dry-run` validates and prints the plan only. At its end
+// it analyzes the ledger's tables through DATABASE_URL (their owner's URL, e.g. the one the
+// migrations use): a bulk load leaves the planner's statistics stale.
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createLedgerClient } from '../../services/ledger/client/index.js';
 import { LegacyValidationError, parseLegacyExport } from './legacy-rows.js';
 import { planImport } from './plan-import.js';
+import { analyzeTables } from './analyze-tables.js';
 import { runImport } from './run-import.js';
 
 const { values } = parseArgs({
@@ -43,10 +46,17 @@ if (!token) {
   console.error('import-legacy: LEDGER_TOKEN (an admin credential) is not set');
   process.exit(2);
 }
+const databaseUrl = process.env.DATABASE_URL;
+if (!databaseUrl) {
+  console.error("import-legacy: DATABASE_URL (the ledger tables' owner, to ANALYZE them at the end) is not set");
+  process.exit(2);
+}
 const ledger = createLedgerClient(process.env.LEDGER_ADDR ?? '127.0.0.1:50051', token);
 try {
   const report = await runImport(ledger, plan, 32, (done, total) => console.log(JSON.stringify({ msg: 'progress', done, total })));
   console.log(JSON.stringify({ msg: 'imported', ...report, credits: report.credits.toString() }));
+  await analyzeTables(databaseUrl);
+  console.log(JSON.stringify({ msg: 'analyzed' }));
 } finally {
   ledger.close();
 }

@@ -94,7 +94,7 @@ export class Ledger {
     this.prisma = createPrisma(pool);
     const handlers = ledgerServiceHandlers({
       queue: this.queue,
-      reader: new EntryReader(this.prisma),
+      reader: new EntryReader(pool),
       pool,
       clock,
       validation: { currencies: new Set(options.currencies), ...holdPolicy },

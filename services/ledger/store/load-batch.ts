@@ -305,6 +305,16 @@ const lotColumns = `
   d.credits_posted::text AS d_credits_posted, d.version::text AS d_version`;
 
 /**
+ * The lot row and the deferred-revenue account of one lot account `a`, each a primary-key
+ * probe. LATERAL with LIMIT 1 keeps PostgreSQL from flattening them into joins it could plan
+ * as hash joins over whole tables (which it did with stale statistics): whatever the
+ * statistics say, each lot costs two index probes.
+ */
+const lotAndDeferred = `
+  JOIN LATERAL (SELECT * FROM lots WHERE lots.account_id = a.id LIMIT 1) l ON true
+  LEFT JOIN LATERAL (SELECT * FROM accounts x WHERE x.id = l.deferred_account_id LIMIT 1) d ON true`;
+
+/**
  * Lots with their credit and deferred-revenue accounts. `live` loads the lots of locked users
  * that still hold posted credits (held ones included); `ids` loads named lots, spent or not
  * (refunds and expiries name theirs).
@@ -317,14 +327,14 @@ export async function loadLots(
   const keys = live ? by.live : by.ids.map(String);
   if (keys.length === 0) return { lots: [], accounts: [] };
   // Inputs: locked user ids, or lot ids whose users are locked. Locks: none needed; the user
-  // locks cover their lots and accounts. Output: one row per lot.
+  // locks cover their lots and accounts. Output: one row per lot. Live lots are found through
+  // accounts_live_lots_idx (its predicate is spelled out here, so it is the index that fits),
+  // so a user's spent lots cost nothing; named lots through the accounts' primary key.
   const { rows } = await client.query<LotRow>({
     name: live ? 'ledger.load-lots-live' : 'ledger.load-lots-by-id',
     text: `SELECT ${lotColumns}
-       FROM lots l
-       JOIN accounts a ON a.id = l.account_id
-       LEFT JOIN accounts d ON d.id = l.deferred_account_id
-      WHERE ${live ? 'l.user_id = ANY($1::text[]) AND a.credits_posted > a.debits_posted' : 'l.account_id = ANY($1::bigint[])'}`,
+       FROM accounts a ${lotAndDeferred}
+      WHERE ${live ? "a.user_id = ANY($1::text[]) AND a.kind = 'LOT' AND a.credits_posted > a.debits_posted" : "a.id = ANY($1::bigint[]) AND a.kind = 'LOT'"}`,
     values: [keys],
   });
   const lots: LotState[] = [];

@@ -54,19 +54,39 @@ interface BalanceRow {
   head_recorded_at?: Date;
 }
 
-const lotColumns = `l.account_id::text AS lot_id, l.bucket, l.granted_credits::text, l.effective_at,
-  l.expires_at, l.priority, l.cost_basis_micros::text, l.currency, l.external_ref, l.entry_seq::text`;
+const lotColumns = (l: string) => `${l}.account_id::text AS lot_id, ${l}.bucket, ${l}.granted_credits::text,
+  ${l}.effective_at, ${l}.expires_at, ${l}.priority, ${l}.cost_basis_micros::text, ${l}.currency, ${l}.external_ref,
+  ${l}.entry_seq::text`;
 
-/** The latest balance-after of one account up to the cut: one index probe per side. */
+/**
+ * The latest balance-after of one account up to the cut. The last entry that touched the
+ * account at or before the cut is found by a row comparison on (account, entry_seq) ordered by
+ * both: only the transfers_debit/credit_account_idx index can serve that order, so the plan is
+ * one backward index probe whatever the statistics say (ordering by entry_seq alone let the
+ * planner walk transfers_pkey backwards over the whole journal). When the account has no
+ * transfer up to the cut, that probe lands on another account's row, whose entry_seq may be any
+ * (past the cut too, where this account may have a transfer): the cut is checked again, and an
+ * entry at or before it with a transfer on this account cannot be that row's. Among that entry's transfers on the account, the highest version is the last. A null
+ * account (a free lot has no deferred account) probes nothing: the IS NOT NULL test depends only
+ * on the outer row, so PostgreSQL checks it before running the subquery.
+ */
 const sideAsOf = (account: string) => `
   SELECT x.b, x.h FROM (
     (SELECT t.debit_version AS v, t.debit_balance_after AS b, t.debit_held_after AS h
-       FROM transfers t WHERE t.debit_account_id = ${account} AND t.entry_seq <= cut.seq
-      ORDER BY t.entry_seq DESC, t.debit_version DESC LIMIT 1)
+       FROM transfers t
+      WHERE ${account} IS NOT NULL AND t.debit_account_id = ${account} AND t.entry_seq <= cut.seq AND t.entry_seq = (
+        SELECT p.entry_seq FROM transfers p
+         WHERE (p.debit_account_id, p.entry_seq) <= (${account}, cut.seq)
+         ORDER BY p.debit_account_id DESC, p.entry_seq DESC LIMIT 1)
+      ORDER BY t.debit_version DESC LIMIT 1)
     UNION ALL
     (SELECT t.credit_version, t.credit_balance_after, t.credit_held_after
-       FROM transfers t WHERE t.credit_account_id = ${account} AND t.entry_seq <= cut.seq
-      ORDER BY t.entry_seq DESC, t.credit_version DESC LIMIT 1)
+       FROM transfers t
+      WHERE ${account} IS NOT NULL AND t.credit_account_id = ${account} AND t.entry_seq <= cut.seq AND t.entry_seq = (
+        SELECT p.entry_seq FROM transfers p
+         WHERE (p.credit_account_id, p.entry_seq) <= (${account}, cut.seq)
+         ORDER BY p.credit_account_id DESC, p.entry_seq DESC LIMIT 1)
+      ORDER BY t.credit_version DESC LIMIT 1)
   ) x ORDER BY x.v DESC LIMIT 1`;
 
 /**
@@ -82,20 +102,25 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
   if (asOf === null) {
     // Inputs: user id. Locks: none (a read at READ COMMITTED sees the last committed batch).
     // Output: one row with lot = null when the user exists without live lots; no row when the
-    // user is unknown. Each row carries the journal head's recorded_at (a one-row table).
+    // user is unknown. Each row carries the journal head's recorded_at (a one-row table). Only
+    // live lots are read, through accounts_live_lots_idx (its predicate is spelled out), each
+    // with two primary-key probes kept as such by LATERAL … LIMIT 1: the cost follows the live
+    // lots, not every lot the user ever had, and no statistics can turn it into a hash join.
     rows = (
       await pool.query<BalanceRow>({
         // Named: planned once per connection; GetBalance is the hottest read.
         name: 'ledger.read-balance',
-        text: `SELECT ${lotColumns}, (a.credits_posted - a.debits_posted)::text AS balance,
-                a.debits_pending::text AS held, (d.credits_posted - d.debits_posted)::text AS deferred,
-                h.recorded_at AS head_recorded_at
+        text: `SELECT ${lotColumns('z')}, z.balance, z.held, z.deferred, h.recorded_at AS head_recorded_at
            FROM users u
-           CROSS JOIN journal_head h
-           LEFT JOIN lots l ON l.user_id = u.id
-           LEFT JOIN accounts a ON a.id = l.account_id
-           LEFT JOIN accounts d ON d.id = l.deferred_account_id
-          WHERE u.id = $1 AND (l.account_id IS NULL OR a.credits_posted > a.debits_posted)`,
+           JOIN journal_head h ON h.id = 1
+           LEFT JOIN LATERAL (
+             SELECT l.*, (a.credits_posted - a.debits_posted)::text AS balance, a.debits_pending::text AS held,
+                    (d.credits_posted - d.debits_posted)::text AS deferred
+               FROM accounts a
+               JOIN LATERAL (SELECT * FROM lots WHERE lots.account_id = a.id LIMIT 1) l ON true
+               LEFT JOIN LATERAL (SELECT * FROM accounts x WHERE x.id = l.deferred_account_id LIMIT 1) d ON true
+              WHERE a.user_id = u.id AND a.kind = 'LOT' AND a.credits_posted > a.debits_posted) z ON true
+          WHERE u.id = $1`,
         values: [userId],
       })
     ).rows;
@@ -103,18 +128,21 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
     // Inputs: user id and a time. Locks: none. Output: the user's lots created up to the cut,
     // with their balances after the cut's last transfer on them (no row: unknown at as_of).
     rows = (
-      await pool.query<BalanceRow>(
-        `WITH cut AS (
+      await pool.query<BalanceRow>({
+        // Named: the statement is long to plan, and its plan is one choice whatever the
+        // statistics (lots by user through lots_user_id_idx, index probes for the rest).
+        name: 'ledger.read-balance-as-of',
+        text: `WITH cut AS (
            SELECT COALESCE((SELECT seq FROM entries WHERE recorded_at <= $2
                              ORDER BY recorded_at DESC, seq DESC LIMIT 1), 0) AS seq)
-         SELECT ${lotColumns}, COALESCE(s.b, 0)::text AS balance, COALESCE(s.h, 0)::text AS held,
+         SELECT ${lotColumns('l')}, COALESCE(s.b, 0)::text AS balance, COALESCE(s.h, 0)::text AS held,
                 ds.b::text AS deferred
            FROM cut
            JOIN lots l ON l.user_id = $1 AND l.entry_seq <= cut.seq
            LEFT JOIN LATERAL (${sideAsOf('l.account_id')}) s ON true
            LEFT JOIN LATERAL (${sideAsOf('l.deferred_account_id')}) ds ON true`,
-        [userId, asOf.toISOString()],
-      )
+        values: [userId, asOf.toISOString()],
+      })
     ).rows;
     if (rows.length === 0) throw notFound('user_id', `user "${userId}" had no credits recorded at ${asOf.toISOString()}`);
     rows = rows.filter((r) => BigInt(r.balance) > 0n);

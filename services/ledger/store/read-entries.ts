@@ -1,5 +1,4 @@
-import type { PrismaClient } from '../../lib/db.js';
-import type { Prisma } from '../../generated/prisma/client.js';
+import type pg from 'pg';
 import { allocationFromJson, type AllocationJson } from '../domain/canonical.js';
 import { invalid, notFound } from '../domain/errors.js';
 import { limits } from '../domain/limits.js';
@@ -45,16 +44,62 @@ export interface EntryFilter {
   recordedBefore: Date | null;
 }
 
-/** Ordinary reads of the journal, through Prisma. */
+/** One entry as the page statement returns it: its transfers already gathered, as JSON. */
+interface EntryRow {
+  seq: string;
+  kind: EntryKind;
+  user_id: string | null;
+  hold_id: string | null;
+  idempotency_key: string;
+  actor: string;
+  recorded_at: Date;
+  effective_at: Date;
+  policy_version: string | null;
+  allocation: AllocationJson[] | null;
+  metadata: Metadata;
+  request_hash: Buffer;
+  prev_hash: Buffer;
+  hash: Buffer;
+  reverses_seq: string | null;
+  reversed_by: string | null;
+  /** [idx, kind, debit id, debit code, credit id, credit code, amount, unit, pending seq, pending idx] */
+  transfers: [number, TransferKind, string, string, string, string, string, string, string | null, number | null][];
+}
+
+/**
+ * Entries with their transfers, the accounts' codes and the reversing entry, in one statement:
+ * one round trip per page, and PostgreSQL does the gathering. Every lookup is a scalar subquery
+ * on a unique index (transfers by entry_seq through its primary key, accounts by id, the
+ * reversal by reverses_seq), so each entry costs a few index probes whatever the statistics.
+ * `where` filters `e` and may use $2 on; $1 is the row limit.
+ */
+const pageStatement = (where: string) => `
+  SELECT e.seq::text, e.kind, e.user_id, e.hold_id::text, e.idempotency_key, e.actor, e.recorded_at,
+         e.effective_at, e.policy_version, e.allocation, e.metadata, e.request_hash, e.prev_hash, e.hash,
+         e.reverses_seq::text,
+         (SELECT r.seq::text FROM entries r WHERE r.reverses_seq = e.seq) AS reversed_by,
+         (SELECT COALESCE(json_agg(json_build_array(
+                   t.idx, t.kind, t.debit_account_id::text,
+                   (SELECT a.code FROM accounts a WHERE a.id = t.debit_account_id),
+                   t.credit_account_id::text,
+                   (SELECT a.code FROM accounts a WHERE a.id = t.credit_account_id),
+                   t.amount::text, t.unit, t.pending_seq::text, t.pending_idx) ORDER BY t.idx), '[]')
+            FROM transfers t WHERE t.entry_seq = e.seq) AS transfers
+    FROM entries e
+   WHERE ${where}
+   ORDER BY e.seq
+   LIMIT $1`;
+
+/** Ordinary reads of the journal: raw SQL on the readers' pool, one statement per page. */
 export class EntryReader {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(private readonly pool: pg.Pool) {}
 
   async get(seq: bigint): Promise<EntryView> {
     if (seq <= 0n) throw invalid('entry_id', 'must be positive');
-    const entry = await this.prisma.entry.findUnique({ where: { seq } });
-    if (!entry) throw notFound('entry_id', `no entry ${seq}`);
-    const [view] = await this.#withTransfers([entry]);
-    return view!;
+    // Inputs: an entry's seq. Locks: none. Output: that entry, if any.
+    const [view] = await this.#page('ledger.get-entry', 'e.seq = $2', [1, seq.toString()]);
+    if (!view) throw notFound('entry_id', `no entry ${seq}`);
+    return view;
   }
 
   /**
@@ -72,83 +117,70 @@ export class EntryReader {
     const size = pageSize === 0 ? limits.listPageSizeDefault : pageSize;
     const fingerprint = filterFingerprint(filter);
     const afterSeq = pageToken === '' ? 0n : decodePageToken(pageToken, fingerprint);
-    const where: Prisma.EntryWhereInput = { seq: { gt: afterSeq } };
-    if (filter.userId !== null) where.userId = filter.userId;
-    if (filter.kind !== null) where.kind = filter.kind;
-    if (filter.recordedFrom !== null || filter.recordedBefore !== null) {
-      where.recordedAt = {
-        ...(filter.recordedFrom ? { gte: filter.recordedFrom } : {}),
-        ...(filter.recordedBefore ? { lt: filter.recordedBefore } : {}),
-      };
-    }
-    const rows = await this.prisma.entry.findMany({ where, orderBy: { seq: 'asc' }, take: size + 1 });
-    const page = rows.slice(0, size);
-    const entries = await this.#withTransfers(page);
-    const last = page[page.length - 1];
+    const values: unknown[] = [size + 1, afterSeq.toString()];
+    const where = ['e.seq > $2'];
+    const add = (condition: string, value: unknown) => {
+      values.push(value);
+      where.push(condition.replace('?', `$${values.length}`));
+    };
+    if (filter.userId !== null) add('e.user_id = ?', filter.userId);
+    if (filter.kind !== null) add('e.kind = ?', filter.kind);
+    if (filter.recordedFrom !== null) add('e.recorded_at >= ?', filter.recordedFrom.toISOString());
+    if (filter.recordedBefore !== null) add('e.recorded_at < ?', filter.recordedBefore.toISOString());
+    // Inputs: the filters present, the last seq of the previous page, the page size + 1 (to
+    // know whether another page follows). Locks: none. Output: up to size + 1 entries. Named
+    // per combination of filters (at most 16 statements per connection).
+    const name = `ledger.list-entries-${[filter.userId, filter.kind, filter.recordedFrom, filter.recordedBefore].map((f) => (f === null ? 0 : 1)).join('')}`;
+    const rows = await this.#page(name, where.join(' AND '), values);
+    const entries = rows.slice(0, size);
+    const last = entries[entries.length - 1];
     const nextPageToken = rows.length > size && last ? encodePageToken(last.seq, fingerprint) : '';
     return { entries, nextPageToken };
   }
 
   /** Up to `limit` entries from sequence `fromSeq` on, in order (for StreamJournal). */
   async from(fromSeq: bigint, limit: number): Promise<EntryView[]> {
-    const rows = await this.prisma.entry.findMany({ where: { seq: { gte: fromSeq } }, orderBy: { seq: 'asc' }, take: limit });
-    return this.#withTransfers(rows);
+    // Inputs: the first seq wanted and how many. Locks: none. Output: those entries, in order.
+    return this.#page('ledger.entries-from', 'e.seq >= $2', [limit, fromSeq.toString()]);
   }
 
-  async #withTransfers(entries: Prisma.EntryModel[]): Promise<EntryView[]> {
-    if (entries.length === 0) return [];
-    const reversals = await this.prisma.entry.findMany({
-      where: { reversesSeq: { in: entries.map((e) => e.seq) } },
-      select: { seq: true, reversesSeq: true },
-    });
-    const reversedBy = new Map(reversals.map((r) => [r.reversesSeq!, r.seq]));
-    const transfers = await this.prisma.transfer.findMany({
-      where: { entrySeq: { in: entries.map((e) => e.seq) } },
-      orderBy: [{ entrySeq: 'asc' }, { idx: 'asc' }],
-    });
-    const accountIds = [...new Set(transfers.flatMap((t) => [t.debitAccountId, t.creditAccountId]))];
-    const accounts = await this.prisma.account.findMany({
-      where: { id: { in: accountIds } },
-      select: { id: true, code: true },
-    });
-    const codes = new Map(accounts.map((a) => [a.id, a.code]));
-    const bySeq = new Map<bigint, TransferView[]>();
-    for (const t of transfers) {
-      const list = bySeq.get(t.entrySeq) ?? [];
-      list.push({
-        idx: t.idx,
-        kind: t.kind as TransferKind,
-        debitAccountId: t.debitAccountId,
-        debitAccountCode: codes.get(t.debitAccountId) ?? '',
-        creditAccountId: t.creditAccountId,
-        creditAccountCode: codes.get(t.creditAccountId) ?? '',
-        amount: t.amount,
-        unit: t.unit,
-        pendingSeq: t.pendingSeq,
-        pendingIdx: t.pendingIdx,
-      });
-      bySeq.set(t.entrySeq, list);
-    }
-    return entries.map((e) => ({
-      seq: e.seq,
-      kind: e.kind as EntryKind,
-      userId: e.userId,
-      holdId: e.holdId,
-      idempotencyKey: e.idempotencyKey,
-      actor: e.actor,
-      recordedAt: e.recordedAt,
-      effectiveAt: e.effectiveAt,
-      policyVersion: e.policyVersion,
-      allocation: e.allocation === null ? [] : allocationFromJson(e.allocation as unknown as AllocationJson[]),
-      metadata: e.metadata as Metadata,
-      requestHash: Buffer.from(e.requestHash),
-      prevHash: Buffer.from(e.prevHash),
-      hash: Buffer.from(e.hash),
-      reversesSeq: e.reversesSeq,
-      reversedBySeq: reversedBy.get(e.seq) ?? null,
-      transfers: bySeq.get(e.seq) ?? [],
-    }));
+  async #page(name: string, where: string, values: unknown[]): Promise<EntryView[]> {
+    const { rows } = await this.pool.query<EntryRow>({ name, text: pageStatement(where), values });
+    return rows.map(entryView);
   }
+}
+
+function entryView(e: EntryRow): EntryView {
+  return {
+    seq: BigInt(e.seq),
+    kind: e.kind,
+    userId: e.user_id,
+    holdId: e.hold_id,
+    idempotencyKey: e.idempotency_key,
+    actor: e.actor,
+    recordedAt: e.recorded_at,
+    effectiveAt: e.effective_at,
+    policyVersion: e.policy_version,
+    allocation: e.allocation === null ? [] : allocationFromJson(e.allocation),
+    metadata: e.metadata,
+    requestHash: e.request_hash,
+    prevHash: e.prev_hash,
+    hash: e.hash,
+    reversesSeq: e.reverses_seq === null ? null : BigInt(e.reverses_seq),
+    reversedBySeq: e.reversed_by === null ? null : BigInt(e.reversed_by),
+    transfers: e.transfers.map(([idx, kind, debitId, debitCode, creditId, creditCode, amount, unit, pendingSeq, pendingIdx]) => ({
+      idx,
+      kind,
+      debitAccountId: BigInt(debitId),
+      debitAccountCode: debitCode ?? '',
+      creditAccountId: BigInt(creditId),
+      creditAccountCode: creditCode ?? '',
+      amount: BigInt(amount),
+      unit,
+      pendingSeq: pendingSeq === null ? null : BigInt(pendingSeq),
+      pendingIdx,
+    })),
+  };
 }
 
 function filterFingerprint(filter: EntryFilter): string {
