@@ -11,6 +11,19 @@ import { fileURLToPath } from 'node:url';
  */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
+/**
+ * What the child keeps of this process's environment: PATH and HOME as a newcomer's shell has
+ * them, and a libfaketime shift if the suite runs under one (CI's date-shifted run), so that
+ * the system's clock agrees with the database's.
+ */
+function passThrough(): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && (k === 'PATH' || k === 'HOME' || k === 'LD_PRELOAD' || k.startsWith('FAKETIME'))) kept[k] = v;
+  }
+  return kept;
+}
+
 export interface RunningSystem {
   child: ChildProcess;
   /** Parsed JSON log lines. */
@@ -28,7 +41,7 @@ export interface RunningSystem {
 export async function startSystem(env: Record<string, string>, readyTimeoutMs = 60_000): Promise<RunningSystem> {
   const child = spawn('npm', ['start', '--silent'], {
     cwd: root,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    env: { ...passThrough(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
