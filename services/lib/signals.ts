@@ -3,15 +3,10 @@ import type { Logger } from './logger.js';
 let stopSignal: string | null = null;
 
 /**
- * The signal this process is stopping on, or null. A Ctrl-C in a terminal reaches the whole
- * process group, so a database or Redis that this process started may shut down at the same
- * moment: losing connections then is expected, not worth a warning.
+ * Logs a pool's idle-connection error: a warning, unless the process is stopping anyway (a
+ * Ctrl-C in a terminal reaches the whole process group, so a database this process started may
+ * shut down at the same moment: losing connections then is expected).
  */
-export function stoppingOn(): string | null {
-  return stopSignal;
-}
-
-/** Logs a pool's idle-connection error: a warning, unless the process is stopping anyway. */
 export function poolErrorLogger(log: Logger): (error: Error & { code?: string }) => void {
   return (error) => {
     const fields = { code: error.code, error: error.message };

@@ -51,8 +51,8 @@ function voidHold(
     money,
     hold.legs.map((leg) => ({ lotId: leg.lotId, returned: leg.amount, pendingClosed: leg.amount })),
   );
-  back.claw();
-  back.expire();
+  // Claw back first, then expire: the metadata and result below read what these did.
+  const returned = [...back.claw(), ...back.expire()];
   return {
     kind,
     userId: hold.userId,
@@ -65,7 +65,7 @@ function voidHold(
       ...hold.legs.map((leg) =>
         creditTransfer('VOID_PENDING', leg.lotId, state.platform.consumed, leg.amount, { seq: leg.seq, idx: leg.idx }),
       ),
-      ...back.transfers,
+      ...returned,
     ],
     newAccounts: [],
     newLot: null,

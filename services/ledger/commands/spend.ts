@@ -197,7 +197,6 @@ export interface LotReturn {
  * goes to breakage.
  */
 export class HoldReturns {
-  readonly transfers: TransferDraft[] = [];
   readonly lotUpdates: LotState[] = [];
   clawedBack = 0n;
   expired = 0n;
@@ -228,7 +227,6 @@ export class HoldReturns {
       if (owed > heldAfter) owed = heldAfter > 0n ? heldAfter : 0n;
       if (owed !== lot.clawbackOwedCredits) this.lotUpdates.push({ ...lot, clawbackOwedCredits: owed });
     }
-    this.transfers.push(...out);
     return out;
   }
 
@@ -241,7 +239,6 @@ export class HoldReturns {
         this.expired += rest;
       }
     }
-    this.transfers.push(...out);
     return out;
   }
 }
