@@ -2,7 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { testCredentials } from '../../services/ledger/testing/ledger-harness.js';
+import { createTestRoles } from '../../services/ledger/testing/ledger-roles.js';
+import { createTestDatabase } from '../../services/testing/test-db.js';
 
 /**
  * `npm start` as a newcomer runs it, in a child process of its own process group, configured
@@ -115,3 +120,62 @@ export const alive = (pid: number): boolean => {
     return false;
   }
 };
+
+/**
+ * `npm start` as the system tests run it: on a fresh test database with the ledger's roles (the
+ * ledger as the app role, migrations as the owner), the machine's Redis under a prefix of its
+ * own, every listener on a free port, and a temporary data directory. `env` adds to or
+ * overrides that. `close()` stops it (SIGTERM, then SIGKILL) and removes what it made.
+ */
+export interface TestSystem {
+  system: RunningSystem;
+  credentials: ReturnType<typeof testCredentials>;
+  tokenOf(role: string): string;
+  close(): Promise<void>;
+}
+
+export async function startTestSystem(name: string, env: Record<string, string> = {}): Promise<TestSystem> {
+  const db = await createTestDatabase();
+  const roles = await createTestRoles(db.url);
+  const dataDir = await mkdtemp(path.join(tmpdir(), `${name}-`));
+  const credentials = testCredentials();
+  const cleanup = async () => {
+    await db.drop();
+    await roles.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  let system: RunningSystem;
+  try {
+    system = await startSystem({
+      DATABASE_URL: roles.urlAs(roles.app, db.url),
+      DATABASE_MIGRATION_URL: roles.urlAs(roles.owner, db.url),
+      // The payments service keeps its own schema, outside the ledger roles' grants.
+      PAYMENTS_DATABASE_URL: db.url,
+      PAYMENTS_HTTP_ADDR: '127.0.0.1:0',
+      PAYMENTS_APPLY_PERIOD_MS: '100',
+      LEDGER_CREDENTIALS: JSON.stringify(credentials),
+      LEDGER_GRPC_ADDR: '127.0.0.1:0',
+      LEDGER_METRICS_ADDR: '127.0.0.1:0',
+      REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      WORKER_QUEUE_PREFIX: `${name}-${process.pid}-${Date.now()}`,
+      WORKER_METRICS_ADDR: '127.0.0.1:0',
+      WAVESPEED_SIM_LATENCY_MS: '200',
+      DATA_DIR: dataDir,
+      ...env,
+    });
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+  return {
+    system,
+    credentials,
+    tokenOf: (role) => credentials.find((c) => c.role === role)!.token,
+    async close() {
+      if (system.child.exitCode === null && system.child.signalCode === null) system.child.kill('SIGTERM');
+      await Promise.race([system.exited, new Promise((r) => setTimeout(r, 15_000))]);
+      system.kill();
+      await cleanup();
+    },
+  };
+}
