@@ -8,7 +8,7 @@ import { systemClock } from '../lib/clock.js';
 import type { EnhancementRequest } from './job-types.js';
 import { failureReasonOf } from './job-types.js';
 import { loadModelTable } from './models.js';
-import { repoRoot } from './testing/child-process.js';
+import { repoRoot } from '../testing/child-process.js';
 import { startSimulatorChild, type SimulatorChild } from './testing/simulator-child.js';
 import { redisUrl, startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
 

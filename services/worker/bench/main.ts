@@ -13,7 +13,7 @@ import { Bucket, createLedgerClient } from '../../ledger/client/index.js';
 import { createTestDatabase, prepareTemplate } from '../../testing/test-db.js';
 import type { EnhancementRequest } from '../job-types.js';
 import { createEnhancementQueue } from '../producer.js';
-import { startChild, type Child } from '../testing/child-process.js';
+import { startChild, type Child } from '../../testing/child-process.js';
 import { startSimulatorChild } from '../testing/simulator-child.js';
 import { redisUrl } from '../testing/worker-harness.js';
 

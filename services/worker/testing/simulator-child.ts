@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { startChild, type Child } from './child-process.js';
+import { startChild, type Child } from '../../testing/child-process.js';
 
 /**
  * The Wavespeed simulator (services/wavespeed-simulator) as a child process on 127.0.0.1:0,

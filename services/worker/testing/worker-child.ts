@@ -1,4 +1,4 @@
-import { startChild, type Child } from './child-process.js';
+import { startChild, type Child } from '../../testing/child-process.js';
 import { redisUrl } from './worker-harness.js';
 
 /** The worker's main.ts as a real child process (for kill -9 and SIGTERM tests). */

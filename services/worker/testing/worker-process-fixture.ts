@@ -5,7 +5,7 @@ import { startTestLedger, type TestLedger } from '../../ledger/testing/ledger-ha
 import { systemClock } from '../../lib/clock.js';
 import type { EnhancementJobData } from '../job-types.js';
 import { loadModelTable } from '../models.js';
-import type { Child } from './child-process.js';
+import type { Child } from '../../testing/child-process.js';
 import { startSimulatorChild, type SimulatorChild } from './simulator-child.js';
 import { startWorkerChild } from './worker-child.js';
 import { startWorkerHarness, testPrefix, type WorkerHarness } from './worker-harness.js';

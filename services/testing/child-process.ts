@@ -6,11 +6,12 @@ import { fileURLToPath } from 'node:url';
 /**
  * A service's main.ts run as a real child process (`node --import tsx …`), configured only by
  * its environment, ready when it logs the JSON line `{"msg":"ready",…}`. Tests use it to kill
- * (-9) or signal a process; the worker's tests also run the Wavespeed simulator this way,
- * because services do not import each other.
+ * (-9) or signal a process: ledgers (ledger/testing/child-ledger.ts), workers, the Wavespeed
+ * simulator (services do not import each other). The parent's environment is inherited, less
+ * vitest's and `dropEnvPrefixes` (a child ledger must not inherit the test's LEDGER_* settings).
  */
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 export interface Child {
   readonly child: ChildProcess;
@@ -21,7 +22,7 @@ export interface Child {
   readonly stderr: string[];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   readonly hasExited: boolean;
-  kill(): Promise<unknown>;
+  kill(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   signal(signal: NodeJS.Signals): void;
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -31,10 +32,17 @@ process.once('exit', () => {
   for (const c of live) if (!c.hasExited) c.child.kill('SIGKILL');
 });
 
-export async function startChild(mainPath: string, env: Record<string, string>, readyTimeoutMs = 30_000, nodeArgs: string[] = []): Promise<Child> {
+export async function startChild(
+  mainPath: string,
+  env: Record<string, string>,
+  readyTimeoutMs = 30_000,
+  nodeArgs: string[] = [],
+  dropEnvPrefixes: string[] = [],
+): Promise<Child> {
   const fullEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && k !== 'NODE_OPTIONS' && !k.startsWith('VITEST')) fullEnv[k] = v;
+    if (v === undefined || k === 'NODE_OPTIONS' || k.startsWith('VITEST') || dropEnvPrefixes.some((p) => k.startsWith(p))) continue;
+    fullEnv[k] = v;
   }
   Object.assign(fullEnv, { LOG_LEVEL: process.env.CHILD_LOG_LEVEL ?? 'info' }, env);
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(repoRoot, mainPath)], {
