@@ -10,7 +10,7 @@ import { failureReasonOf } from './job-types.js';
 import { loadModelTable } from './models.js';
 import { repoRoot } from '../testing/child-process.js';
 import { startSimulatorChild, type SimulatorChild } from './testing/simulator-child.js';
-import { redisUrl, startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
+import { redisUrl, startWorkerHarness, testPrefix, type WorkerHarness, enhancementRequest } from './testing/worker-harness.js';
 
 // The enhancement flow end to end: BullMQ on real Redis, a real ledger over gRPC, the Wavespeed
 // simulator over HTTP. Each case checks the user's balance, the journal and what Wavespeed saw.
@@ -37,10 +37,7 @@ async function entriesOf(userId: string) {
   return (await ledger.client.admin.listEntries({ userId, pageSize: 500 })).entries;
 }
 
-function request(userId: string, input: Record<string, unknown> = {}): EnhancementRequest {
-  const requestId = `req-${uid()}`;
-  return { requestId, userId, model, input: { image: `https://img.example/${requestId}.png`, target_resolution: '4k', ...input } };
-}
+const request = enhancementRequest;
 
 async function tasksFor(r: EnhancementRequest) {
   return (await sim.tasks()).filter((t) => t.input.image === r.input.image);

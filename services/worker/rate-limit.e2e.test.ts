@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Bucket } from '../ledger/client/index.js';
+
 import { startTestLedger, type TestLedger } from '../ledger/testing/ledger-harness.js';
 import { systemClock } from '../lib/clock.js';
-import type { EnhancementRequest } from './job-types.js';
 import { loadModelTable } from './models.js';
 import { startSimulatorChild, type SimulatorChild } from './testing/simulator-child.js';
-import { startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
+import { startWorkerHarness, testPrefix, type WorkerHarness, grantedUser, enhancementRequest } from './testing/worker-harness.js';
 
 // The account tier's rate limit: set, the worker earns no 429s from a bucket of that size; unset,
 // the same burst does (so the first test can fail).
@@ -18,18 +16,10 @@ let ledger: TestLedger;
 let sim: SimulatorChild;
 const harnesses: WorkerHarness[] = [];
 
-const uid = () => randomBytes(6).toString('hex');
 
-async function userWith(credits: bigint) {
-  const userId = `u-${uid()}`;
-  await ledger.client.admin.grant({ idempotencyKey: `grant-${uid()}`, userId, credits, bucket: Bucket.BUCKET_PURCHASED });
-  return userId;
-}
+const userWith = (credits: bigint) => grantedUser(ledger.client.admin, credits);
 
-function request(userId: string): EnhancementRequest {
-  const requestId = `req-${uid()}`;
-  return { requestId, userId, model, input: { image: `https://img.example/${requestId}.png`, target_resolution: '4k' } };
-}
+const request = enhancementRequest;
 
 async function harness(name: string, options: Partial<Parameters<typeof startWorkerHarness>[0]> = {}) {
   const h = await startWorkerHarness({

@@ -1,13 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Bucket, EntryKind } from '../ledger/client/index.js';
+import { EntryKind } from '../ledger/client/index.js';
 import { startChildLedger, type ChildLedger } from '../ledger/testing/child-ledger.js';
 import { startTestLedger, type TestLedger } from '../ledger/testing/ledger-harness.js';
 import { systemClock } from '../lib/clock.js';
-import type { EnhancementRequest } from './job-types.js';
 import { loadModelTable } from './models.js';
 import { startSimulatorChild, type SimulatorChild } from './testing/simulator-child.js';
-import { startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
+import { startWorkerHarness, testPrefix, type WorkerHarness, grantedUser, enhancementRequest } from './testing/worker-harness.js';
 
 // The slow and the unavailable: a hold kept alive under a slow upstream, a ledger process that
 // goes away and comes back, or stays away longer than every attempt.
@@ -20,19 +18,11 @@ let child: ChildLedger; // what the worker talks to; killed and restarted
 let sim: SimulatorChild;
 const harnesses: WorkerHarness[] = [];
 
-const uid = () => randomBytes(6).toString('hex');
 const workerToken = () => ledger.options.credentials.find((c) => c.role === 'worker')!.token;
 
-async function userWith(credits: bigint) {
-  const userId = `u-${uid()}`;
-  await ledger.client.admin.grant({ idempotencyKey: `grant-${uid()}`, userId, credits, bucket: Bucket.BUCKET_PURCHASED });
-  return userId;
-}
+const userWith = (credits: bigint) => grantedUser(ledger.client.admin, credits);
 
-function request(userId: string): EnhancementRequest {
-  const requestId = `req-${uid()}`;
-  return { requestId, userId, model, input: { image: `https://img.example/${requestId}.png`, target_resolution: '4k' } };
-}
+const request = enhancementRequest;
 
 async function harness(name: string, options: Partial<Parameters<typeof startWorkerHarness>[0]> = {}) {
   const h = await startWorkerHarness({

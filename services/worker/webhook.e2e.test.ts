@@ -1,12 +1,11 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Bucket, EntryKind } from '../ledger/client/index.js';
+import { EntryKind } from '../ledger/client/index.js';
 import { startTestLedger, type TestLedger } from '../ledger/testing/ledger-harness.js';
 import { systemClock } from '../lib/clock.js';
-import type { EnhancementRequest } from './job-types.js';
 import { loadModelTable } from './models.js';
 import { startSimulatorChild, type SimulatorChild } from './testing/simulator-child.js';
-import { startWorkerHarness, testPrefix, type WorkerHarness } from './testing/worker-harness.js';
+import { startWorkerHarness, testPrefix, type WorkerHarness, grantedUser, enhancementRequest } from './testing/worker-harness.js';
 
 // With Wavespeed's webhooks configured, a submit whose answer was lost is tied to its task by
 // the signed webhook of that very submit: the user gets the result and is charged once.
@@ -18,18 +17,10 @@ let ledger: TestLedger;
 let sim: SimulatorChild;
 let w: WorkerHarness;
 
-const uid = () => randomBytes(6).toString('hex');
 
-async function userWith(credits: bigint) {
-  const userId = `u-${uid()}`;
-  await ledger.client.admin.grant({ idempotencyKey: `grant-${uid()}`, userId, credits, bucket: Bucket.BUCKET_PURCHASED });
-  return userId;
-}
+const userWith = (credits: bigint) => grantedUser(ledger.client.admin, credits);
 
-function request(userId: string): EnhancementRequest {
-  const requestId = `req-${uid()}`;
-  return { requestId, userId, model, input: { image: `https://img.example/${requestId}.png`, target_resolution: '4k' } };
-}
+const request = enhancementRequest;
 
 /** Signs like Wavespeed (independently of both the simulator's and the worker's code). */
 function sign(secret: string, id: string, timestamp: number, body: string): string {

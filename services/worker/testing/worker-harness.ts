@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { QueueEvents, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { createLedgerClient, type LedgerClient } from '../../ledger/client/index.js';
+import { Bucket, createLedgerClient, type LedgerClient } from '../../ledger/client/index.js';
 import { createLogger } from '../../lib/logger.js';
 import type { FlowTimings } from '../config.js';
 import { createEnhancementWorker, type EnhancementWorker } from '../enhancement-worker.js';
@@ -168,4 +168,22 @@ export async function startWorkerHarness(o: WorkerHarnessOptions): Promise<Worke
   };
   if (o.start ?? true) harness.startWorker();
   return harness;
+}
+
+/** The model the worker tests enhance with (the default table's upscaler). */
+export const testModel = 'wavespeed-ai/image-upscaler';
+
+const uniqueId = () => randomBytes(6).toString('hex');
+
+/** A fresh user holding `credits` purchased credits. */
+export async function grantedUser(admin: Pick<LedgerClient, 'grant'>, credits: bigint): Promise<string> {
+  const userId = `u-${uniqueId()}`;
+  await admin.grant({ idempotencyKey: `grant-${uniqueId()}`, userId, credits, bucket: Bucket.BUCKET_PURCHASED });
+  return userId;
+}
+
+/** An enhancement request with a fresh requestId and an image URL of its own. */
+export function enhancementRequest(userId: string, input: Record<string, unknown> = {}): EnhancementRequest {
+  const requestId = `req-${uniqueId()}`;
+  return { requestId, userId, model: testModel, input: { image: `https://img.example/${requestId}.png`, target_resolution: '4k', ...input } };
 }

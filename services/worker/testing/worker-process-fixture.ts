@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll } from 'vitest';
-import { Bucket } from '../../ledger/client/index.js';
 import { startTestLedger, type TestLedger } from '../../ledger/testing/ledger-harness.js';
 import { systemClock } from '../../lib/clock.js';
 import type { EnhancementJobData } from '../job-types.js';
@@ -8,7 +6,7 @@ import { loadModelTable } from '../models.js';
 import type { Child } from '../../testing/child-process.js';
 import { startSimulatorChild, type SimulatorChild } from './simulator-child.js';
 import { startWorkerChild } from './worker-child.js';
-import { startWorkerHarness, testPrefix, type WorkerHarness } from './worker-harness.js';
+import { enhancementRequest, grantedUser, startWorkerHarness, testModel, testPrefix, type WorkerHarness } from './worker-harness.js';
 
 /**
  * What the tests of real worker processes share (crash.e2e, shutdown.e2e): a ledger with its
@@ -16,7 +14,7 @@ import { startWorkerHarness, testPrefix, type WorkerHarness } from './worker-har
  * Worker children started through it are killed at the end. Jobs are enqueued with BullMQ's own
  * Queue. Call it at the top of a test file: it registers the file's beforeAll and afterAll.
  */
-export const fixtureModel = 'wavespeed-ai/image-upscaler';
+export const fixtureModel = testModel;
 export const fixturePrice = loadModelTable().get(fixtureModel)!.creditsPrice;
 
 export interface WorkerProcessFixture {
@@ -37,7 +35,6 @@ export function workerProcessFixture(name: string): WorkerProcessFixture {
   let sim: SimulatorChild;
   let w: WorkerHarness;
   const children: Child[] = [];
-  const uid = () => randomBytes(6).toString('hex');
 
   beforeAll(async () => {
     [ledger, sim] = await Promise.all([startTestLedger({ clock: systemClock, sweeper: true }), startSimulatorChild({ latencyMs: 3_000 })]);
@@ -79,15 +76,10 @@ export function workerProcessFixture(name: string): WorkerProcessFixture {
       children.push(child);
       return child;
     },
-    async userWith(credits) {
-      const userId = `u-${uid()}`;
-      await ledger.client.admin.grant({ idempotencyKey: `grant-${uid()}`, userId, credits, bucket: Bucket.BUCKET_PURCHASED });
-      return userId;
-    },
+    userWith: (credits) => grantedUser(ledger.client.admin, credits),
     async enqueue(userId) {
-      const requestId = `req-${uid()}`;
-      const data = { requestId, userId, model: fixtureModel, input: { image: `https://img.example/${requestId}.png`, target_resolution: '4k' } };
-      await w.queue.add('enhance', data, { jobId: requestId, attempts: 3 });
+      const data = enhancementRequest(userId);
+      await w.queue.add('enhance', data, { jobId: data.requestId, attempts: 3 });
       return data;
     },
     async waitForPhase(requestId, phase, timeoutMs = 20_000) {
