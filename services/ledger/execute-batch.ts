@@ -20,6 +20,7 @@ import {
   subscriptionPeriods,
   userAccounts,
 } from './store/load-batch.js';
+import { ledgerNow } from './domain/ledger-time.js';
 import { isRetriable, isUnavailable } from './store/pg-errors.js';
 import { sendTogether, type BatchConnection } from './store/batch-connection.js';
 import { settleAll } from './store/settle-all.js';
@@ -174,7 +175,7 @@ async function runOnce(deps: BatchDeps, items: readonly BatchItem[]): Promise<Ou
     );
     const state = new LedgerState({
       // Never before the last entry: recorded_at grows with seq across processes.
-      now: laterOf(deps.clock.now(), head.recordedAt),
+      now: ledgerNow(deps.clock.now(), head.recordedAt),
       headSeq: head.seq,
       headHash: head.hash,
       users,
@@ -233,10 +234,6 @@ function applyOne(state: LedgerState, item: BatchItem): Outcome {
   } catch (error) {
     return { ok: false, error: error as Error };
   }
-}
-
-function laterOf(a: Date, b: Date): Date {
-  return a.getTime() >= b.getTime() ? a : b;
 }
 
 function unique(values: readonly (string | null)[]): string[] {

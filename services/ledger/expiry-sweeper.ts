@@ -1,4 +1,5 @@
 import { systemKeyPrefix } from './domain/limits.js';
+import { ledgerNowSql } from './domain/ledger-time.js';
 import { PeriodicTask } from '../lib/periodic-task.js';
 import { submitAll, type SweeperDeps } from './sweeper-commands.js';
 
@@ -38,7 +39,7 @@ export class ExpirySweeper {
               a.version::text
          FROM lots l JOIN accounts a ON a.id = l.account_id
         WHERE l.expires_at IS NOT NULL AND NOT l.expiry_swept
-          AND l.expires_at <= GREATEST($1::timestamptz, (SELECT recorded_at FROM journal_head WHERE id = 1))
+          AND l.expires_at <= ${ledgerNowSql(1)}
         ORDER BY l.expires_at LIMIT $2`,
       [now, batchMax],
     );

@@ -1,4 +1,5 @@
 import { systemKeyPrefix } from './domain/limits.js';
+import { ledgerNowSql } from './domain/ledger-time.js';
 import { PeriodicTask } from '../lib/periodic-task.js';
 import { submitAll, type SweeperDeps } from './sweeper-commands.js';
 
@@ -35,7 +36,7 @@ export class HoldSweeper {
     const { rows } = await pool.query<{ id: string }>(
       `SELECT id::text FROM holds
         WHERE status = 'OPEN'
-          AND expires_at <= GREATEST($1::timestamptz, (SELECT recorded_at FROM journal_head WHERE id = 1))
+          AND expires_at <= ${ledgerNowSql(1)}
         ORDER BY expires_at LIMIT $2`,
       [clock.now().toISOString(), batchMax],
     );

@@ -1,3 +1,4 @@
+import { ledgerNow } from '../domain/ledger-time.js';
 import type pg from 'pg';
 import { allocate, compareDrawdown, drawdownPolicyVersion } from '../domain/drawdown.js';
 import { notFound } from '../domain/errors.js';
@@ -156,8 +157,7 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
   // Ledger time: this process's clock, but never behind the last entry recorded by any process.
   // Another replica whose clock runs a little ahead (within LEDGER_CLOCK_SKEW_MS_MAX) may have
   // granted a lot effective at its own now; it is spendable here as it is there.
-  const headMs = rows[0]?.head_recorded_at?.getTime() ?? 0;
-  const nowMs = Math.max(now.getTime(), headMs);
+  const nowMs = ledgerNow(now, rows[0]?.head_recorded_at).getTime();
   const lots: LotBalance[] = [];
   for (const r of rows) {
     if (r.lot_id === null) continue;
