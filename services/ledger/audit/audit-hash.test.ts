@@ -24,7 +24,7 @@ const lot = fc.record({
   accountId: int8, userId: text, bucket: fc.constantFrom('SUBSCRIPTION', 'BONUS', 'PURCHASED') as fc.Arbitrary<LotState['bucket']>,
   grantedCredits: int8, effectiveAt: time, expiresAt: nullable(time), priority: fc.integer({ min: -1000, max: 1000 }), costBasisMicros: int8,
   currency: nullable(fc.constantFrom('USD', 'EUR')), deferredAccountId: nullable(int8), externalRef: nullable(text), entrySeq: int8,
-  plan: nullable(text), periodStart: nullable(time), refundedMicros: int8, breakageMicros: int8, disputedMicros: int8, clawbackOwedCredits: int8, expirySwept: fc.boolean(),
+  plan: nullable(text), periodStart: nullable(time), refundedMicros: int8, breakageMicros: int8, disputedMicros: int8, clawbackOwedCredits: int8, expirySwept: fc.boolean(), reversed: fc.boolean(), refundedSeq: nullable(int8),
 });
 const entry = fc.record({
   seq: int8, kind: fc.constantFrom('GRANT', 'CONSUME', 'REFUND'), userId: nullable(text), holdId: nullable(fc.uuid()), key: text,

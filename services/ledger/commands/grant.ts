@@ -78,6 +78,8 @@ export function newLot(state: LedgerState, fields: NewLotFields): LotState {
     disputedMicros: 0n,
     clawbackOwedCredits: 0n,
     expirySwept: false,
+    reversed: false,
+    refundedSeq: null,
   };
 }
 

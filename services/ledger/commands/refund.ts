@@ -62,6 +62,11 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
   const lotId = state.lotIdForExternalRef(cmd.externalRef);
   if (lotId === undefined) throw notFound('external_ref', `no purchase "${cmd.externalRef}"`);
   const lot = state.lot(lotId);
+  if (lot.reversed) {
+    // The reversal already sent the purchase's deferred money back to clearing and took its
+    // credits: a refund now would pay out of recognised revenue for money returned once.
+    throw refused('LOT_REVERSED', `external_ref: the purchase "${cmd.externalRef}" was reversed (lot ${lotId}); its money went back with the reversal, so there is nothing to refund`);
+  }
   if (lot.currency === null || lot.costBasisMicros === 0n) {
     throw new LedgerError('FAILED_PRECONDITION', `external_ref: "${cmd.externalRef}" was free; there is nothing to refund`);
   }
@@ -136,6 +141,7 @@ export function applyRefund(state: LedgerState, cmd: RefundCommand): EntryDraft 
         refundedMicros: refundedAfter,
         disputedMicros: lot.disputedMicros + (cmd.reason === 'DISPUTE' ? amountMicros : 0n),
         clawbackOwedCredits: lot.clawbackOwedCredits + nowOwed,
+        refundedSeq: state.nextSeq,
       },
     ]),
     reversesSeq: null,

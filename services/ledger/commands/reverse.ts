@@ -74,6 +74,9 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
   if (transfers.length === 0) {
     throw refused('NOT_REVERSIBLE', `entry ${original.seq} (${original.kind}) moved nothing that a reversal could mirror`);
   }
+  // The lots' figures first: a refusal there names the real reason (a refunded or reversed
+  // lot), where the overdraft check below would only see its symptom.
+  const lotUpdates = dispute ? reopenExpired(state, transfers) : mirrorLots(state, original, transfers);
   // Refuse here, with a reason, what post() would otherwise reject as a bug.
   const debits = new Map<bigint, bigint>();
   for (const t of transfers) {
@@ -90,14 +93,6 @@ export function applyReverse(state: LedgerState, cmd: ReverseCommand): EntryDraf
       );
     }
   }
-  // Credits given back to a lot that has expired must not become spendable: if the sweeper
-  // was done with the lot, hand it back to the sweeper, which journals their expiry.
-  const lotUpdates = transfers.flatMap((t) => {
-    const account = state.platform.all.has(t.credit) ? null : state.account(t.credit);
-    if (account?.kind !== 'LOT') return [];
-    const lot = state.lot(t.credit);
-    return state.isExpired(lot) && lot.expirySwept ? [{ ...lot, expirySwept: false }] : [];
-  });
   let result: EntryDraft['result'] = {};
   if (dispute) {
     // The lot's bookkeeping goes back with the money: the dispute no longer counts as refunded,
@@ -170,4 +165,88 @@ function disputeRefund(state: LedgerState, original: ReversibleEntry): DisputeRe
     if (t.debit === lot.accountId && t.credit === state.platform.clawedBack) clawedCredits += t.amount;
   }
   return { lot, amountMicros, clawedCredits, breakageNetMicros };
+}
+
+function isLotAccount(state: LedgerState, id: bigint): boolean {
+  return !state.platform.all.has(id) && state.account(id).kind === 'LOT';
+}
+
+/**
+ * Credits given back to a lot that has expired must not become spendable: if the sweeper was
+ * done with the lot, hand it back to the sweeper, which journals their expiry.
+ */
+function reopenExpired(state: LedgerState, transfers: readonly TransferDraft[]): LotState[] {
+  return transfers.flatMap((t) => {
+    if (!isLotAccount(state, t.credit)) return [];
+    const lot = state.lot(t.credit);
+    return state.isExpired(lot) && lot.expirySwept ? [{ ...lot, expirySwept: false }] : [];
+  });
+}
+
+/**
+ * The lots an admin reversal touches, as it leaves them (ledger README §3, "Reverse and lots"),
+ * or a refusal where no consistent state exists:
+ * - credits go back to a refunded lot only if they were drawn after its last refund, and only
+ *   up to its unrefunded share: a refunded purchase never yields credits beyond that share
+ *   (LOT_REFUNDED); never to a lot that was reversed itself (LOT_REVERSED);
+ * - reversing the Grant or Purchase that created a lot marks the lot reversed, so its
+ *   external_ref can no longer be refunded; a lot refunded in any part cannot be (the refund
+ *   took money the mirror would take again);
+ * - money the mirror moves between a lot's deferred account and breakage moves the lot's
+ *   breakage figure with it (a capture's expiry legs, a spend's rounding remainder);
+ * - an expired lot the sweeper was done with and that gets credits back is reopened.
+ */
+function mirrorLots(state: LedgerState, original: ReversibleEntry, transfers: readonly TransferDraft[]): LotState[] {
+  const updates = new Map<bigint, LotState>();
+  const current = (id: bigint) => updates.get(id) ?? state.lot(id);
+  for (const lot of reopenExpired(state, transfers)) updates.set(lot.accountId, lot);
+  const touched = new Set<bigint>();
+  const givenBack = new Map<bigint, bigint>();
+  for (const t of transfers) {
+    if (isLotAccount(state, t.debit)) touched.add(t.debit);
+    if (!isLotAccount(state, t.credit)) continue;
+    touched.add(t.credit);
+    givenBack.set(t.credit, (givenBack.get(t.credit) ?? 0n) + t.amount);
+  }
+  for (const [id, credits] of givenBack) {
+    const lot = current(id);
+    if (lot.reversed) {
+      throw refused('LOT_REVERSED', `entry ${original.seq} cannot be reversed: it would give credits back to lot ${id}, whose creating entry ${lot.entrySeq} was reversed`);
+    }
+    if (lot.refundedMicros === 0n) continue;
+    // A refunded lot gets back only credits drawn after its last refund (that refund's clawback
+    // counted earlier draws as spent: its shortfall), and never more than its unrefunded share.
+    const account = state.account(id);
+    const shareCredits = lot.grantedCredits - (lot.grantedCredits * lot.refundedMicros) / lot.costBasisMicros;
+    const after = account.creditsPosted - account.debitsPosted + credits - lot.clawbackOwedCredits;
+    if (lot.refundedSeq === null || original.seq < lot.refundedSeq || after > shareCredits) {
+      throw refused(
+        'LOT_REFUNDED',
+        `entry ${original.seq} cannot be reversed: it would give ${credits} credits back to lot ${id} ("${lot.externalRef}"), refunded ${lot.refundedMicros} of ${lot.costBasisMicros} ${lot.currency} micros by entry ${lot.refundedSeq} ${original.seq < (lot.refundedSeq ?? 0n) ? 'after these credits were drawn' : `which leaves it ${shareCredits} credits`}; grant the credits instead`,
+      );
+    }
+  }
+  if (original.kind === 'GRANT' || original.kind === 'PURCHASE') {
+    const created = [...touched].map(current).find((l) => l.entrySeq === original.seq);
+    if (!created) throw new Error(`entry ${original.seq} (${original.kind}) created no lot its mirror takes from`);
+    if (created.refundedMicros > 0n) {
+      throw refused(
+        'LOT_REFUNDED',
+        `entry ${original.seq} cannot be reversed: ${created.refundedMicros} ${created.currency} micros of purchase "${created.externalRef}" were refunded already, and the reversal would send that money back a second time`,
+      );
+    }
+    updates.set(created.accountId, { ...created, reversed: true });
+  }
+  for (const id of touched) {
+    const lot = current(id);
+    if (lot.deferredAccountId === null || lot.currency === null) continue;
+    const breakage = state.money(lot.currency).breakage;
+    let delta = 0n;
+    for (const t of transfers) {
+      if (t.debit === lot.deferredAccountId && t.credit === breakage) delta += t.amount;
+      if (t.debit === breakage && t.credit === lot.deferredAccountId) delta -= t.amount;
+    }
+    if (delta !== 0n) updates.set(id, { ...lot, breakageMicros: lot.breakageMicros + delta });
+  }
+  return [...updates.values()];
 }

@@ -399,7 +399,7 @@ describe('entryHash with journaled lots', () => {
     expiresAt: new Date('2027-01-01T00:00:00.000Z'), priority: 2, costBasisMicros: 0n, currency: null,
     deferredAccountId: null, externalRef: null, entrySeq: 1n, plan: null, periodStart: null, refundedMicros: 0n,
     disputedMicros: 0n, clawbackOwedCredits: 0n,
-    breakageMicros: 0n, expirySwept: false,
+    breakageMicros: 0n, expirySwept: false, reversed: false, refundedSeq: null,
   };
 
   it('is byte-for-byte what it was before lots were journaled, for entries without lots (pinned hashes)', () => {

@@ -262,6 +262,8 @@ export interface LotJson {
   disputed_micros: string;
   clawback_owed_credits: string;
   expiry_swept: boolean;
+  reversed: boolean;
+  refunded_seq: string | null;
 }
 
 /**
@@ -292,6 +294,8 @@ export function lotsToJson(lots: readonly LotState[]): LotJson[] {
     disputed_micros: l.disputedMicros.toString(),
     clawback_owed_credits: l.clawbackOwedCredits.toString(),
     expiry_swept: l.expirySwept,
+    reversed: l.reversed,
+    refunded_seq: l.refundedSeq === null ? null : l.refundedSeq.toString(),
   }));
 }
 

@@ -25,6 +25,8 @@ export type RefusalReason =
   | 'ALREADY_REFUNDED'
   | 'ALREADY_REVERSED'
   | 'NOT_REVERSIBLE'
+  | 'LOT_REFUNDED'
+  | 'LOT_REVERSED'
   | 'HOLD_OPEN'
   | 'NOTHING_TO_EXPIRE';
 

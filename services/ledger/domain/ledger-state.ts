@@ -57,6 +57,10 @@ export interface LotState {
    */
   clawbackOwedCredits: bigint;
   expirySwept: boolean;
+  /** The Grant or Purchase that created the lot was reversed: no refund of it, no credits back to it. */
+  reversed: boolean;
+  /** The entry that last refunded or disputed the lot: what a reversal may give back depends on it. */
+  refundedSeq: bigint | null;
 }
 
 /** One pending transfer of a hold: a lot's share of the reservation. */

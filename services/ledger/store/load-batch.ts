@@ -281,6 +281,8 @@ interface LotRow {
   disputed_micros: string;
   clawback_owed_credits: string;
   expiry_swept: boolean;
+  reversed: boolean;
+  refunded_seq: string | null;
   code: string;
   flags: number;
   debits_posted: string;
@@ -298,7 +300,7 @@ interface LotRow {
 const lotColumns = `
   l.account_id::text, l.user_id, l.bucket, l.granted_credits::text, l.effective_at, l.expires_at,
   l.priority, l.cost_basis_micros::text, l.currency, l.deferred_account_id::text, l.external_ref,
-  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.disputed_micros::text, l.clawback_owed_credits::text, l.expiry_swept,
+  l.entry_seq::text, l.plan, l.period_start, l.refunded_micros::text, l.breakage_micros::text, l.disputed_micros::text, l.clawback_owed_credits::text, l.expiry_swept, l.reversed, l.refunded_seq::text,
   a.code, a.flags, a.debits_posted::text, a.credits_posted::text, a.debits_pending::text,
   a.credits_pending::text, a.version::text,
   d.code AS d_code, d.flags AS d_flags, d.debits_posted::text AS d_debits_posted,
@@ -361,6 +363,8 @@ export async function loadLots(
       disputedMicros: BigInt(r.disputed_micros),
       clawbackOwedCredits: BigInt(r.clawback_owed_credits),
       expirySwept: r.expiry_swept,
+      reversed: r.reversed,
+      refundedSeq: r.refunded_seq === null ? null : BigInt(r.refunded_seq),
     });
     accounts.push(
       accountState(r.account_id, r.code, 'CREDIT', 'LOT', r.user_id, r.flags, [

@@ -54,11 +54,11 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
       `INSERT INTO lots (account_id, user_id, bucket, granted_credits, effective_at, expires_at,
                          priority, cost_basis_micros, currency, deferred_account_id, external_ref,
                          entry_seq, plan, period_start, refunded_micros, breakage_micros, expiry_swept,
-                         disputed_micros, clawback_owed_credits)
+                         disputed_micros, clawback_owed_credits, reversed, refunded_seq)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[],
                             $6::timestamptz[], $7::int[], $8::bigint[], $9::text[], $10::bigint[],
                             $11::text[], $12::bigint[], $13::text[], $14::timestamptz[], $15::bigint[],
-                            $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[])`,
+                            $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[], $20::boolean[], $21::bigint[])`,
       [
         l.map((x) => x.accountId.toString()),
         l.map((x) => x.userId),
@@ -80,6 +80,8 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         l.map((x) => x.expirySwept),
         l.map((x) => x.disputedMicros.toString()),
         l.map((x) => x.clawbackOwedCredits.toString()),
+        l.map((x) => x.reversed),
+        l.map((x) => str(x.refundedSeq)),
       ],
     );
   }
@@ -91,9 +93,10 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
     q('update-lots',
       `UPDATE lots AS l
           SET refunded_micros = c.refunded_micros, breakage_micros = c.breakage_micros, expiry_swept = c.expiry_swept,
-              disputed_micros = c.disputed_micros, clawback_owed_credits = c.clawback_owed_credits
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::boolean[], $5::bigint[], $6::bigint[])
-           AS c(account_id, refunded_micros, breakage_micros, expiry_swept, disputed_micros, clawback_owed_credits)
+              disputed_micros = c.disputed_micros, clawback_owed_credits = c.clawback_owed_credits,
+              reversed = c.reversed, refunded_seq = c.refunded_seq
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::boolean[], $5::bigint[], $6::bigint[], $7::boolean[], $8::bigint[])
+           AS c(account_id, refunded_micros, breakage_micros, expiry_swept, disputed_micros, clawback_owed_credits, reversed, refunded_seq)
         WHERE l.account_id = c.account_id`,
       [
         l.map((x) => x.accountId.toString()),
@@ -102,6 +105,8 @@ export async function writeBatch(client: pg.PoolClient, state: LedgerState, prev
         l.map((x) => x.expirySwept),
         l.map((x) => x.disputedMicros.toString()),
         l.map((x) => x.clawbackOwedCredits.toString()),
+        l.map((x) => x.reversed),
+        l.map((x) => str(x.refundedSeq)),
       ],
     );
   }
