@@ -330,13 +330,13 @@ export async function loadLots(
   if (keys.length === 0) return { lots: [], accounts: [] };
   // Inputs: locked user ids, or lot ids whose users are locked. Locks: none needed; the user
   // locks cover their lots and accounts. Output: one row per lot. Live lots are found through
-  // accounts_live_lots_idx (its predicate is spelled out here, so it is the index that fits),
+  // accounts_live_lots_idx (its predicate, live_lot, is spelled out here, so it is the index that fits),
   // so a user's spent lots cost nothing; named lots through the accounts' primary key.
   const { rows } = await client.query<LotRow>({
     name: live ? 'ledger.load-lots-live' : 'ledger.load-lots-by-id',
     text: `SELECT ${lotColumns}
        FROM accounts a ${lotAndDeferred}
-      WHERE ${live ? "a.user_id = ANY($1::text[]) AND a.kind = 'LOT' AND a.credits_posted > a.debits_posted" : "a.id = ANY($1::bigint[]) AND a.kind = 'LOT'"}`,
+      WHERE ${live ? "a.user_id = ANY($1::text[]) AND a.live_lot" : "a.id = ANY($1::bigint[]) AND a.kind = 'LOT'"}`,
     values: [keys],
   });
   const lots: LotState[] = [];

@@ -120,7 +120,7 @@ export async function readBalance(pool: pg.Pool, userId: string, now: Date, asOf
                FROM accounts a
                JOIN LATERAL (SELECT * FROM lots WHERE lots.account_id = a.id LIMIT 1) l ON true
                LEFT JOIN LATERAL (SELECT * FROM accounts x WHERE x.id = l.deferred_account_id LIMIT 1) d ON true
-              WHERE a.user_id = u.id AND a.kind = 'LOT' AND a.credits_posted > a.debits_posted) z ON true
+              WHERE a.user_id = u.id AND a.live_lot) z ON true
           WHERE u.id = $1`,
         values: [userId],
       })
