@@ -16,14 +16,16 @@ import { allScenarios, ledgerScenarios, parseOptions, usage, type BenchOptions, 
 import { machineInfo } from './proc-stat.js';
 import type { ParentMessage } from './protocol.js';
 import { summariseProfiles, type ProfileWindow } from './profile-summary.js';
-import { figuresTable, growthLines, resultJson, stackReferenceLines, targetChecks, targetsTable, type ScenarioFigures } from './report.js';
+import { figuresTable, growthLines, readersLine, resultJson, stackReferenceLines, targetChecks, targetsTable, type ScenarioFigures } from './report.js';
 import { countBatches, runScenario, seedLedger, seedSpentLots, type ScenarioPlan } from './scenarios.js';
 import { startLedger, startNoopServer, type LedgerLogSummary, type RunningServer } from './servers.js';
 import { hotUser, creditsForHotUser } from './users.js';
+import { openSlowReaders, type SlowReadersReport } from './readers.js';
 import { progress, within } from './waits.js';
 
 const ledgerOperations: Record<(typeof ledgerScenarios)[number], string> = {
   consume_uniform: 'Consume 1 credit',
+  consume_with_readers: 'Consume 1 credit, slow StreamJournal readers open',
   consume_hot_user: 'Consume 1 credit',
   reserve_capture: 'Reserve+Capture pair (2 calls)',
   get_balance: 'GetBalance',
@@ -88,6 +90,8 @@ async function main(options: BenchOptions): Promise<void> {
   const figures = new Map<ScenarioName, ScenarioFigures>();
   const ledgerLogs: LedgerLogSummary = { counts: new Map(), samples: [] };
   const windows: ProfileWindow[] = [];
+  /** consume_with_readers: what the readers read, by round. */
+  const readerReports = new Map<number, SlowReadersReport>();
   let profiles: string | null = null;
   try {
     progress(`starting ${options.clients} client processes`);
@@ -127,7 +131,7 @@ async function main(options: BenchOptions): Promise<void> {
         name,
         round,
         operation: ledgerOperations[name],
-        workload: name === 'consume_before_analyze' ? 'consume_uniform' : name,
+        workload: name === 'consume_before_analyze' || name === 'consume_with_readers' ? 'consume_uniform' : name,
         target: { kind: 'ledger', address: ledger.address, token },
         serverPid: ledger.child.pid,
         databaseName: ledgerDb,
@@ -153,7 +157,22 @@ async function main(options: BenchOptions): Promise<void> {
     for (let round = 1; round <= options.rounds; round += 1) {
       for (const name of options.scenarios) {
         if (name === 'consume_before_analyze') continue;
-        const result = await runScenario(planFor(name, round), workers, options, admin, runTag, windows);
+        // consume_with_readers: the readers are open from before the warm-up to after the
+        // measure window, so the whole window runs beside them.
+        const readers = name === 'consume_with_readers' && ledger ? await openSlowReaders(ledger.address, token, ledgerDbUrl, options.readers, options.readerPauseMs) : null;
+        let result: ScenarioFigures;
+        try {
+          result = await runScenario(planFor(name, round), workers, options, admin, runTag, windows);
+        } finally {
+          if (readers) {
+            const report = await readers.close();
+            readerReports.set(round, report);
+            progress(
+              `consume_with_readers: ${readers.count} readers read ${report.entriesRead} entries` +
+                (report.firstError ? `; streams failed: ${JSON.stringify(report.errors)} (first: ${report.firstError})` : ''),
+            );
+          }
+        }
         runs.set(name, [...(runs.get(name) ?? []), result]);
       }
     }
@@ -195,6 +214,8 @@ async function main(options: BenchOptions): Promise<void> {
     client_processes: options.clients,
     in_flight_per_client: options.inFlightPerClient,
     in_flight_total: options.clients * options.inFlightPerClient,
+    readers: options.readers,
+    reader_pause_ms: options.readerPauseMs,
     rounds: options.rounds,
     users: options.users,
     max_calls_per_client: options.maxCallsPerClient,
@@ -241,6 +262,11 @@ async function main(options: BenchOptions): Promise<void> {
       '. entries/batch = journal entries per PostgreSQL transaction over the whole scenario.',
   );
   out.push('', '### Targets', '', targetsTable(targets), '');
+  const withReaders = ordered.get('consume_with_readers');
+  if (withReaders) {
+    const best = withReaders.roundsOpsPerS.indexOf(withReaders.opsPerS) + 1;
+    out.push(readersLine(ordered, { readers: options.readers, pauseMs: options.readerPauseMs, ...readerReports.get(best) }), '');
+  }
   const references = stackReferenceLines(ordered);
   if (references.length > 0) out.push(...references, '');
   const growth = growthLines(ordered);

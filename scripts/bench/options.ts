@@ -6,6 +6,7 @@ export const allScenarios = [
   'transport_stack',
   'consume_before_analyze',
   'consume_uniform',
+  'consume_with_readers',
   'consume_hot_user',
   'reserve_capture',
   'get_balance',
@@ -20,6 +21,7 @@ export type ScenarioName = (typeof allScenarios)[number];
 export const ledgerScenarios = [
   'consume_before_analyze',
   'consume_uniform',
+  'consume_with_readers',
   'consume_hot_user',
   'reserve_capture',
   'get_balance',
@@ -38,6 +40,9 @@ export interface BenchOptions {
   users: number;
   maxCallsPerClient: number;
   callTimeoutMs: number;
+  /** consume_with_readers: StreamJournal readers open, and the slow ones' pause per entry. */
+  readers: number;
+  readerPauseMs: number;
   scenarios: ScenarioName[];
   rounds: number;
   jsonPath: string | null;
@@ -61,7 +66,14 @@ export const usage = `Usage: npm run bench -- [options]
                       *_spent_lots drive one user who had 1,000 lots, all spent, and one live
                       lot (compare with consume_hot_user and get_balance); get_balance_as_of
                       asks a uniform user's balance as of now on the young journal;
-                      list_entries reads a full page of 100 entries
+                      list_entries reads a full page of 100 entries;
+                      consume_with_readers is consume_uniform with --readers slow
+                      StreamJournal readers open (compare with consume_uniform: the
+                      target is ≥ 0.80× of it)
+  --readers N         StreamJournal readers open during consume_with_readers (default 50;
+                      the ledger refuses more than LEDGER_STREAMS_MAX, default 64)
+  --reader-pause-ms N half the readers stop after their first entry, the others take one
+                      entry every N ms (default 20)
   --rounds N          run the whole sequence N times and report each scenario's best round
                       (highest ops/s): on a shared machine, noise only ever slows a run
                       down (default 1)
@@ -95,6 +107,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       users: { type: 'string' },
       'max-calls': { type: 'string' },
       'call-timeout-ms': { type: 'string' },
+      readers: { type: 'string' },
+      'reader-pause-ms': { type: 'string' },
       scenarios: { type: 'string' },
       rounds: { type: 'string' },
       json: { type: 'string' },
@@ -121,6 +135,8 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     users: positive('users', values.users, 10_000, 99_999),
     maxCallsPerClient: positive('max-calls', values['max-calls'], 2_000_000, 100_000_000),
     callTimeoutMs: positive('call-timeout-ms', values['call-timeout-ms'], 10_000, 120_000),
+    readers: positive('readers', values.readers, 50, 1_000),
+    readerPauseMs: positive('reader-pause-ms', values['reader-pause-ms'], 20, 60_000),
     // Keep the run order fixed whatever order the flag lists them in.
     scenarios: allScenarios.filter((s) => scenarios.includes(s)),
     rounds: positive('rounds', values.rounds, 1, 5),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ScenarioName } from './options.js';
-import { resultJson, stackReferenceLines, targetChecks, type ScenarioFigures } from './report.js';
+import { readersLine, resultJson, stackReferenceLines, targetChecks, type ScenarioFigures } from './report.js';
 
 function figures(name: ScenarioName, opsPerS: number, serverCpuUsPerOp: number | null, p99Ms = 20): ScenarioFigures {
   return {
@@ -66,5 +66,22 @@ describe('bench report', () => {
       baseline_ratio: 5,
     });
     expect(Object.keys(json.scenarios as object)).toEqual(['consume_uniform', 'consume_hot_user']);
+  });
+  it('compares Consume with slow StreamJournal readers open against Consume alone (target ≥ 0.80×)', () => {
+    const check = (withReaders: number) =>
+      targetChecks(new Map([...run, ['consume_with_readers', figures('consume_with_readers', withReaders, 70)]])).find((c) =>
+        c.name.startsWith('Consume with slow StreamJournal readers'),
+      );
+    expect(check(5_600)).toMatchObject({ measured: '5,600 / 7,000 = 0.80×', pass: true });
+    expect(check(5_500)?.pass).toBe(false);
+    expect(targetChecks(run).find((c) => c.name.startsWith('Consume with slow StreamJournal readers'))?.pass).toBeNull();
+    const line = readersLine(new Map([...run, ['consume_with_readers', figures('consume_with_readers', 6_300, 70)]]), {
+      readers: 50,
+      pauseMs: 20,
+      entriesRead: 1_234,
+      errors: {},
+    });
+    expect(line).toContain('6,300 ops/s against 7,000 alone = 0.90× (target ≥ 0.80×)');
+    expect(line).toContain('50 slow StreamJournal readers');
   });
 });

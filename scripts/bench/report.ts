@@ -121,6 +121,7 @@ export function targetChecks(byName: ReadonlyMap<ScenarioName, ScenarioFigures>)
   ratioCheck('hot-user Consume ≥ 60% of transport ceiling', hot, transport, 0.6, '0.60×');
   ratioCheck('hot-user Consume ≥ 2× unbatched baseline', hot, baseline, 2, '2.00×');
   ratioCheck('Consume before ANALYZE ≥ 80% of after (issue 7 item 16)', byName.get('consume_before_analyze'), uniform, 0.8, '0.80×');
+  ratioCheck('Consume with slow StreamJournal readers ≥ 80% of without (issue 7 item 12)', byName.get('consume_with_readers'), uniform, 0.8, '0.80×');
 
   for (const consume of [uniform, hot]) {
     const name = `ledger CPU per Consume (${consume?.name ?? '…'}) ≤ 1.5× no-op server CPU per call`;
@@ -182,6 +183,26 @@ export function growthLines(byName: ReadonlyMap<ScenarioName, ScenarioFigures>):
     );
   }
   return lines;
+}
+
+/**
+ * consume_with_readers against consume_uniform of the same run: the Consume rate with the slow
+ * StreamJournal readers open, as a ratio of the rate alone, and what the readers read.
+ */
+export function readersLine(
+  byName: ReadonlyMap<ScenarioName, ScenarioFigures>,
+  readers: { readers: number; pauseMs: number; entriesRead?: number; errors?: Record<string, number> },
+): string {
+  const withReaders = byName.get('consume_with_readers');
+  const alone = byName.get('consume_uniform');
+  const ratio = withReaders && alone && alone.opsPerS > 0 ? `${(withReaders.opsPerS / alone.opsPerS).toFixed(2)}×` : 'n/a (run consume_uniform too)';
+  const failed = Object.entries(readers.errors ?? {}).map(([name, n]) => `${name}×${n}`);
+  return (
+    `Consume with ${readers.readers} slow StreamJournal readers open (half stopped after their first entry, half reading one entry ` +
+    `every ${readers.pauseMs} ms${readers.entriesRead === undefined ? '' : `; ${readers.entriesRead} entries read`}` +
+    `${failed.length > 0 ? `; streams failed: ${failed.join(' ')}` : ''}): ` +
+    `${withReaders ? thousands(withReaders.opsPerS) : 'n/a'} ops/s against ${alone ? thousands(alone.opsPerS) : 'n/a'} alone = ${ratio} (target ≥ 0.80×).`
+  );
 }
 
 export function stackReferenceLines(byName: ReadonlyMap<ScenarioName, ScenarioFigures>): string[] {

@@ -39,4 +39,29 @@ describe('ledger configuration', () => {
       parseLedgerConfig(env([credential('a', 't'.repeat(16))], { LEDGER_HOLD_TTL_MS_MAX: '7200000', LEDGER_HOLD_LIFETIME_MS_MAX: '3600000' })),
     ).toThrow(/LEDGER_HOLD_TTL_MS_MAX exceeds LEDGER_HOLD_LIFETIME_MS_MAX/);
   });
+  it('gives the readers a pool of their own with a statement timeout, and caps StreamJournal calls', () => {
+    const defaults = parseLedgerConfig(env([credential('a', 't'.repeat(16))]));
+    expect(defaults.dbReadPoolSize).toBe(4);
+    expect(defaults.dbReadStatementTimeoutMs).toBe(5_000);
+    expect(defaults.streamsMax).toBe(64);
+    const set = parseLedgerConfig(
+      env([credential('a', 't'.repeat(16))], { LEDGER_DB_READ_POOL_SIZE: '6', LEDGER_DB_READ_STATEMENT_TIMEOUT_MS: '2500', LEDGER_STREAMS_MAX: '50' }),
+    );
+    expect([set.dbReadPoolSize, set.dbReadStatementTimeoutMs, set.streamsMax]).toEqual([6, 2_500, 50]);
+  });
+
+  it('refuses read pool sizes, read timeouts and stream caps out of bounds, naming the variable', () => {
+    const cases: [string, string][] = [
+      ['LEDGER_DB_READ_POOL_SIZE', '0'],
+      ['LEDGER_DB_READ_POOL_SIZE', '101'],
+      ['LEDGER_DB_READ_STATEMENT_TIMEOUT_MS', '99'],
+      ['LEDGER_DB_READ_STATEMENT_TIMEOUT_MS', '3600001'],
+      ['LEDGER_STREAMS_MAX', '0'],
+      ['LEDGER_STREAMS_MAX', '10001'],
+      ['LEDGER_STREAMS_MAX', 'many'],
+    ];
+    for (const [name, value] of cases) {
+      expect(() => parseLedgerConfig(env([credential('a', 't'.repeat(16))], { [name]: value })), `${name}=${value}`).toThrow(new RegExp(`${name}:`));
+    }
+  });
 });

@@ -70,6 +70,15 @@ export const ledgerConfigSchema = z.object({
   LEDGER_EXPIRY_SWEEP_PERIOD_MS: intFromEnv(10_000, 10, 3_600_000),
   LEDGER_EXPIRY_SWEEP_BATCH_MAX: intFromEnv(500, 1, 10_000),
   LEDGER_DB_POOL_SIZE: intFromEnv(8, 2, 100),
+  /**
+   * The readers' pool (StreamJournal, GetEntry, ListEntries, AuditService): its own connections
+   * and a tighter statement timeout, so that journal reads wait for each other instead of for
+   * the sweepers, the health probe or GetBalance, and a scan cannot run for long.
+   */
+  LEDGER_DB_READ_POOL_SIZE: intFromEnv(4, 1, 100),
+  LEDGER_DB_READ_STATEMENT_TIMEOUT_MS: intFromEnv(5_000, 100, 3_600_000),
+  /** StreamJournal calls open at once in this process; the next one is RESOURCE_EXHAUSTED. */
+  LEDGER_STREAMS_MAX: intFromEnv(64, 1, 10_000),
   LEDGER_DRAIN_GRACE_MS: intFromEnv(10_000, 0, 600_000),
   LEDGER_DB_STATEMENT_TIMEOUT_MS: intFromEnv(10_000, 100, 3_600_000),
   LEDGER_DB_LOCK_TIMEOUT_MS: intFromEnv(5_000, 100, 3_600_000),
@@ -106,6 +115,12 @@ export interface LedgerConfig {
   expirySweepPeriodMs: number;
   expirySweepBatchMax: number;
   dbPoolSize: number;
+  /** Connections of the readers' pool (journal reads and AuditService). */
+  dbReadPoolSize: number;
+  /** statement_timeout of the readers' pool; the other DB timeouts are dbTimeouts'. */
+  dbReadStatementTimeoutMs: number;
+  /** StreamJournal calls open at once in this process. */
+  streamsMax: number;
   drainGraceMs: number;
   dbTimeouts: DbTimeouts;
   healthCheckPeriodMs: number;
@@ -147,6 +162,9 @@ export function parseLedgerConfig(env: Record<string, string | undefined>): Ledg
     expirySweepPeriodMs: c.LEDGER_EXPIRY_SWEEP_PERIOD_MS,
     expirySweepBatchMax: c.LEDGER_EXPIRY_SWEEP_BATCH_MAX,
     dbPoolSize: c.LEDGER_DB_POOL_SIZE,
+    dbReadPoolSize: c.LEDGER_DB_READ_POOL_SIZE,
+    dbReadStatementTimeoutMs: c.LEDGER_DB_READ_STATEMENT_TIMEOUT_MS,
+    streamsMax: c.LEDGER_STREAMS_MAX,
     drainGraceMs: c.LEDGER_DRAIN_GRACE_MS,
     dbTimeouts: {
       statementTimeoutMs: c.LEDGER_DB_STATEMENT_TIMEOUT_MS,

@@ -12,6 +12,7 @@ import { auditServiceHandlers } from './grpc/audit-service.js';
 import { Authenticator } from './grpc/auth.js';
 import { ledgerServiceHandlers } from './grpc/ledger-service.js';
 import { GrpcServer, type ServerTls, type ServiceBinding } from './grpc/server.js';
+import { StreamSlots } from './grpc/stream-slots.js';
 import { ExpirySweeper } from './expiry-sweeper.js';
 import { HealthMonitor } from './health-monitor.js';
 import { LedgerMetrics } from './metrics.js';
@@ -21,16 +22,24 @@ import { ensurePlatformAccounts } from './store/platform-accounts.js';
 import { EntryReader } from './store/read-entries.js';
 import { WriteQueue } from './write-queue.js';
 
-export type LedgerOptions = Omit<LedgerConfig, 'databaseUrl' | 'dbPoolSize' | 'dbTimeouts' | 'metricsAddr' | 'tlsFiles'> & {
+export type LedgerOptions = Omit<
+  LedgerConfig,
+  'databaseUrl' | 'dbPoolSize' | 'dbReadPoolSize' | 'dbReadStatementTimeoutMs' | 'dbTimeouts' | 'metricsAddr' | 'tlsFiles'
+> & {
   /** Server TLS material (PEM); absent: plaintext. */
   tls?: ServerTls | null;
 };
 
+/** The pools are the caller's (pools.ts says which work goes where, and why). */
 export interface LedgerDeps {
-  /** Reads, Prisma and the sweepers' queries. */
+  /** GetBalance, Quote, start-up, the metrics scrape and Prisma. */
   pool: pg.Pool;
   /** The batch writer's connections, pipelined (createPool's `pipeline`); `pool` when absent. */
   writePool?: pg.Pool;
+  /** Journal reads and AuditService, with the read statement timeout; `pool` when absent. */
+  readPool?: pg.Pool;
+  /** The sweepers and the health probe; `pool` when absent. */
+  backgroundPool?: pg.Pool;
   clock: Clock;
   log: Logger;
   options: LedgerOptions;
@@ -47,6 +56,7 @@ export class Ledger {
   readonly expirySweeper: ExpirySweeper;
   readonly health: HealthMonitor;
   readonly metrics: LedgerMetrics;
+  readonly streams: StreamSlots;
   #serving = false;
   readonly grpc: GrpcServer;
   readonly prisma: PrismaClient;
@@ -56,6 +66,8 @@ export class Ledger {
 
   private constructor(deps: LedgerDeps, platform: PlatformAccounts) {
     const { pool, clock, log, options } = deps;
+    const readPool = deps.readPool ?? pool;
+    const backgroundPool = deps.backgroundPool ?? pool;
     this.#deps = deps;
     this.platform = platform;
     const holdPolicy = {
@@ -76,7 +88,7 @@ export class Ledger {
       },
     });
     this.sweeper = new HoldSweeper({
-      pool,
+      pool: backgroundPool,
       queue: this.queue,
       clock,
       log,
@@ -84,7 +96,7 @@ export class Ledger {
       batchMax: options.holdSweepBatchMax,
     });
     this.expirySweeper = new ExpirySweeper({
-      pool,
+      pool: backgroundPool,
       queue: this.queue,
       clock,
       log,
@@ -92,10 +104,12 @@ export class Ledger {
       batchMax: options.expirySweepBatchMax,
     });
     this.prisma = createPrisma(pool);
+    this.streams = new StreamSlots(options.streamsMax);
     const handlers = ledgerServiceHandlers({
       queue: this.queue,
-      reader: new EntryReader(pool),
+      reader: new EntryReader(readPool),
       pool,
+      streams: this.streams,
       clock,
       validation: { currencies: new Set(options.currencies), ...holdPolicy },
     });
@@ -108,12 +122,13 @@ export class Ledger {
       {
         name: 'credits.ledger.v1.AuditService',
         definition: AuditServiceService,
-        handlers: auditServiceHandlers({ pool, clock, wavespeed: options.wavespeed ?? null }) as unknown as ServiceBinding['handlers'],
+        handlers: auditServiceHandlers({ pool: readPool, clock, wavespeed: options.wavespeed ?? null }) as unknown as ServiceBinding['handlers'],
       },
     ];
     this.metrics = new LedgerMetrics({
       pool,
       queueLength: () => this.queue.length,
+      streamsOpen: () => this.streams.open,
       serving: () => this.#serving,
       clockSkewMs: () => this.health.skewMs,
     });
@@ -129,7 +144,7 @@ export class Ledger {
       services,
     );
     this.health = new HealthMonitor({
-      pool,
+      pool: backgroundPool,
       clock,
       log,
       periodMs: options.healthCheckPeriodMs,

@@ -3,13 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { systemClock } from '../lib/clock.js';
-import { closePool, createPool } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { exitOnSignal, poolErrorLogger } from '../lib/signals.js';
 import { startTracing } from '../lib/tracing.js';
 import { parseLedgerConfig } from './config.js';
 import { Ledger } from './ledger.js';
+import { allPools, closeLedgerPools, createLedgerPools } from './pools.js';
 import { roleWarning } from './store/db-roles.js';
 
 export interface RunningLedger {
@@ -17,7 +17,7 @@ export interface RunningLedger {
   port: number;
   /** The Prometheus endpoint's port, null when LEDGER_METRICS_ADDR is empty. */
   metricsPort: number | null;
-  /** Drains the server and the write queue, then closes the database pool. */
+  /** Drains the server and the write queue, then closes the database pools. */
   stop(): Promise<void>;
   /** How long stop() may take in all: the drain grace plus a second to close. */
   stopDeadlineMs: number;
@@ -29,15 +29,18 @@ export async function startLedger(
 ): Promise<RunningLedger> {
   const config = parseLedgerConfig(env);
   const tracing = startTracing('ledger', env);
-  const pool = createPool(config.databaseUrl, config.dbPoolSize, { timeouts: config.dbTimeouts });
-  // One batch runs at a time per process, so two connections cover it and a retry.
-  const writePool = createPool(config.databaseUrl, 2, { pipeline: true, timeouts: config.dbTimeouts });
+  const pools = createLedgerPools(config.databaseUrl, {
+    poolSize: config.dbPoolSize,
+    readPoolSize: config.dbReadPoolSize,
+    timeouts: config.dbTimeouts,
+    readStatementTimeoutMs: config.dbReadStatementTimeoutMs,
+  });
   // An idle connection dropped by the server (restart, failover) is replaced on next use; log
   // only what identifies the cause, not the client object pg attaches to the error.
-  for (const p of [pool, writePool]) {
+  for (const p of allPools(pools)) {
     p.on('error', poolErrorLogger(log));
   }
-  const roleProblem = await roleWarning(pool);
+  const roleProblem = await roleWarning(pools.pool);
   if (roleProblem) log.warn({ problem: roleProblem }, 'database role');
   const tls = config.tlsFiles
     ? {
@@ -46,7 +49,7 @@ export async function startLedger(
         clientCaPem: config.tlsFiles.clientCa ? readFileSync(config.tlsFiles.clientCa) : null,
       }
     : null;
-  const ledger = await Ledger.create({ pool, writePool, clock: systemClock, log, options: { ...config, tls } });
+  const ledger = await Ledger.create({ ...pools, clock: systemClock, log, options: { ...config, tls } });
   const port = await ledger.start();
   const metrics = config.metricsAddr ? await startMetricsServer(config.metricsAddr, ledger.metrics.registry, log) : null;
   // One line that supervisors and tests wait for, whatever LOG_LEVEL says.
@@ -59,7 +62,7 @@ export async function startLedger(
     async stop() {
       await ledger.stop();
       await metrics?.close();
-      await Promise.all([closePool(pool), closePool(writePool)]);
+      await closeLedgerPools(pools);
       await tracing.shutdown();
     },
   };

@@ -55,6 +55,19 @@ describe('ledger /metrics', () => {
     expect(value(text, 'ledger_write_queue_length')).toBe(0);
     expect(text).toMatch(/^ledger_process_cpu_seconds_total /m);
     expect((await fetch(`http://127.0.0.1:${child.metricsPort}/other`)).status).toBe(404);
+
+    // Open StreamJournal calls: one while a follower reads, none once it has cancelled.
+    expect(value(text, 'ledger_streams_open')).toBe(0);
+    const follower = new AbortController();
+    for await (const _entry of admin.streamJournal(1n, follower.signal)) {
+      expect(value(await scrape(), 'ledger_streams_open')).toBe(1);
+      break;
+    }
+    follower.abort();
+    for (let i = 0; value(await scrape(), 'ledger_streams_open') !== 0; i += 1) {
+      if (i >= 100) throw new Error('the cancelled stream is still counted as open');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });
     try {
       expect((await verifyJournal(pool, { now: new Date(), holdSweepPeriodMs: 60_000 })).violations).toEqual([]);

@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 /**
  * The ledger's Prometheus metrics, on a registry of its own: calls by method and status with
- * their latency, batch sizes and commit latency, the write queue's depth, open holds, health.
+ * their latency, batch sizes and commit latency, the write queue's depth, open StreamJournal
+ * calls, open holds, health.
  */
 export class LedgerMetrics {
   readonly registry = new Registry();
@@ -33,7 +34,13 @@ export class LedgerMetrics {
     registers: [this.registry],
   });
 
-  constructor(deps: { pool: pg.Pool; queueLength: () => number; serving: () => boolean; clockSkewMs: () => number }) {
+  constructor(deps: {
+    pool: pg.Pool;
+    queueLength: () => number;
+    streamsOpen: () => number;
+    serving: () => boolean;
+    clockSkewMs: () => number;
+  }) {
     collectDefaultMetrics({ register: this.registry, prefix: 'ledger_' });
     new Gauge({
       name: 'ledger_write_queue_length',
@@ -41,6 +48,14 @@ export class LedgerMetrics {
       registers: [this.registry],
       collect() {
         this.set(deps.queueLength());
+      },
+    });
+    new Gauge({
+      name: 'ledger_streams_open',
+      help: 'StreamJournal calls open in this process (at most LEDGER_STREAMS_MAX).',
+      registers: [this.registry],
+      collect() {
+        this.set(deps.streamsOpen());
       },
     });
     new Gauge({

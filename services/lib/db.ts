@@ -5,8 +5,8 @@ import { PrismaClient } from '../generated/prisma/client.js';
 export type { PrismaClient };
 
 /**
- * The process's pg pools: one shared by reads and Prisma (through its pg adapter), and a small
- * pipelined one for the batch writer, which holds one connection per batch in flight.
+ * pg pools for the services; the ledger's are split by who waits on them (readers, the batch
+ * writer, the sweepers and health probe, the rest), see services/ledger/pools.ts.
  */
 /**
  * Bounds on every connection, so that a stalled database or network costs a bounded wait and

@@ -88,7 +88,7 @@ async function build(): Promise<void> {
   const options = {
     grpcAddr: '127.0.0.1:0', credentials: [], currencies: ['USD'], batchSizeMax: 256, queueLengthMax: 100_000,
     holdTtlMsDefault: 60_000, holdTtlMsMax: 3_600_000, holdSweepPeriodMs: 1_000, holdSweepBatchMax: 500,
-    expirySweepPeriodMs: 10_000, expirySweepBatchMax: 500, drainGraceMs: 1_000,
+    expirySweepPeriodMs: 10_000, expirySweepBatchMax: 500, drainGraceMs: 1_000, streamsMax: 64,
     holdLifetimeMsMax: 21_600_000, healthCheckPeriodMs: 1_000, writerStuckMs: 60_000, clockSkewMsMax: 0,
   };
   const ledger = await Ledger.create({ pool, writePool, clock, log, options });

@@ -8,10 +8,14 @@ import { reconcile, type ReconResult } from '../audit/reconcile.js';
 import { trialBalance } from '../audit/trial-balance.js';
 import { verifyJournal } from '../audit/verify-journal.js';
 import { invalid, LedgerError } from '../domain/errors.js';
+import { boundedRead } from '../store/bounded-read.js';
 import type { Handlers } from './server.js';
 
 export interface AuditServiceDeps {
-  /** The ledger's read pool: verification holds one connection for its snapshot. */
+  /**
+   * The ledger's readers' pool: verification holds one connection for its snapshot, and a
+   * statement past the pool's statement timeout is DEADLINE_EXCEEDED (store/bounded-read.ts).
+   */
   pool: pg.Pool;
   clock: Clock;
   /** Wavespeed's billing listing, when the ledger is configured with a key. */
@@ -57,6 +61,7 @@ function period(from: Date | undefined, to: Date | undefined): { from: Date | nu
 export function auditServiceHandlers(deps: AuditServiceDeps): Handlers<pb.AuditServiceServer> {
   let running = 0;
   const verificationsMax = deps.verificationsMax ?? 1;
+  const read = <T>(run: () => Promise<T>) => boundedRead(deps.pool, run);
   return {
     async verifyJournal(req, _call, sink) {
       if (req.fromEntryId < 0n) throw invalid('from_entry_id', 'must not be negative');
@@ -66,7 +71,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): Handlers<pb.AuditS
       running++;
       try {
         let lastSent = 0;
-        const report = await verifyJournal(deps.pool, {
+        const report = await read(() => verifyJournal(deps.pool, {
           fromSeq: req.fromEntryId === 0n ? 1n : req.fromEntryId,
           ...(req.toEntryId === 0n ? {} : { toSeq: req.toEntryId }),
           now: deps.clock.now(),
@@ -78,7 +83,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): Handlers<pb.AuditS
             lastSent = now;
             void sink.write({ event: { $case: 'progress', value: { checkedEntryId: p.checkedSeq, toEntryId: p.toSeq, entriesChecked: BigInt(p.entries) } } });
           },
-        });
+        }));
         await sink.write({
           event: {
             $case: 'report',
@@ -105,7 +110,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): Handlers<pb.AuditS
     },
 
     async trialBalance(req) {
-      const tb = await trialBalance(deps.pool, req.asOf ?? deps.clock.now(), { allAccounts: req.allAccounts });
+      const tb = await read(() => trialBalance(deps.pool, req.asOf ?? deps.clock.now(), { allAccounts: req.allAccounts }));
       return {
         cutEntryId: tb.cutSeq,
         rows: tb.rows.map((r) => ({
@@ -119,10 +124,13 @@ export function auditServiceHandlers(deps: AuditServiceDeps): Handlers<pb.AuditS
 
     async reconcileStripe(req) {
       const p = period(req.from, req.to);
-      if (!(await paymentsInboxExists(deps.pool))) {
+      if (!(await read(() => paymentsInboxExists(deps.pool)))) {
         throw new LedgerError('FAILED_PRECONDITION', 'this database has no payments inbox (payments.stripe_events) to reconcile against');
       }
-      const result = reconcile(await stripeJournalItems(deps.pool, p), await stripeInboxItems(deps.pool, p), { journal: 'the journal', external: 'the Stripe inbox' });
+      const result = reconcile(await read(() => stripeJournalItems(deps.pool, p)), await read(() => stripeInboxItems(deps.pool, p)), {
+        journal: 'the journal',
+        external: 'the Stripe inbox',
+      });
       return { reconciliation: reconciliationToPb(result) };
     },
 
@@ -135,7 +143,7 @@ export function auditServiceHandlers(deps: AuditServiceDeps): Handlers<pb.AuditS
       } catch (error) {
         throw new LedgerError('UNAVAILABLE', `Wavespeed's billing listing could not be read: ${(error as Error).message}`);
       }
-      const result = reconcile(await wavespeedJournalItems(deps.pool, p), billing, { journal: 'the journal', external: 'Wavespeed billing' });
+      const result = reconcile(await read(() => wavespeedJournalItems(deps.pool, p)), billing, { journal: 'the journal', external: 'Wavespeed billing' });
       return { reconciliation: reconciliationToPb(result) };
     },
   };

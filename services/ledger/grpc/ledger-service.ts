@@ -20,11 +20,16 @@ import type { EntryReader } from '../store/read-entries.js';
 import type { WriteQueue } from '../write-queue.js';
 import { allocationsToPb, balanceToPb, bucketFromPb, entryKindFromPb, entryToPb, refundReasonFromPb } from './convert.js';
 import type { CallContext, Handlers } from './server.js';
+import type { StreamSlots } from './stream-slots.js';
 
 export interface LedgerServiceDeps {
   queue: WriteQueue;
+  /** Journal reads (GetEntry, ListEntries, StreamJournal), on the readers' pool. */
   reader: EntryReader;
+  /** GetBalance and Quote: short index probes, kept off the readers' pool (see pools.ts). */
   pool: pg.Pool;
+  /** The cap on StreamJournal calls open at once in this process. */
+  streams: StreamSlots;
   clock: Clock;
   validation: v.ValidationContext;
   /** How long StreamJournal waits before looking for new entries when it has caught up. */
@@ -117,17 +122,22 @@ export function ledgerServiceHandlers(deps: LedgerServiceDeps): Handlers<pb.Ledg
     },
     async streamJournal(req, _call, sink) {
       if (req.fromEntryId < 0n) throw invalid('from_entry_id', 'must not be negative');
-      let next = req.fromEntryId > 0n ? req.fromEntryId : 1n;
-      const pollMs = deps.streamPollMs ?? 200;
-      while (!sink.signal.aborted) {
-        const page = await deps.reader.from(next, streamPageSize);
-        for (const entry of page) {
-          if (sink.signal.aborted) return;
-          await sink.write({ entry: entryToPb(entry) });
-          next = entry.seq + 1n;
+      // The slot is held until the loop ends: the client cancelled (or the server drains),
+      // which aborts the signal and wakes both the poll's sleep and a write waiting for a
+      // slow client, or a read failed.
+      await deps.streams.run(async () => {
+        let next = req.fromEntryId > 0n ? req.fromEntryId : 1n;
+        const pollMs = deps.streamPollMs ?? 200;
+        while (!sink.signal.aborted) {
+          const page = await deps.reader.from(next, streamPageSize);
+          for (const entry of page) {
+            if (sink.signal.aborted) return;
+            await sink.write({ entry: entryToPb(entry) });
+            next = entry.seq + 1n;
+          }
+          if (page.length < streamPageSize) await sleep(pollMs, sink.signal);
         }
-        if (page.length < streamPageSize) await sleep(pollMs, sink.signal);
-      }
+      });
     },
     async getEntry(req) {
       return { entry: entryToPb(await deps.reader.get(req.entryId)) };

@@ -48,3 +48,12 @@ export function isUnavailable(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * PostgreSQL cancelled the statement because it ran past the session's statement_timeout
+ * (57014 is also what a cancel request gives; only the message tells the two apart).
+ */
+export function isStatementTimeout(error: unknown): boolean {
+  const e = error as { message?: unknown } | null;
+  return sqlState(error) === '57014' && typeof e?.message === 'string' && /statement timeout/i.test(e.message);
+}

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { allocationFromJson, type AllocationJson } from '../domain/canonical.js';
 import { invalid, notFound } from '../domain/errors.js';
 import { limits } from '../domain/limits.js';
+import { boundedRead } from './bounded-read.js';
 import type { Allocation, EntryKind, Metadata, TransferKind } from '../domain/types.js';
 
 export interface TransferView {
@@ -90,7 +91,10 @@ const pageStatement = (where: string) => `
    ORDER BY e.seq
    LIMIT $1`;
 
-/** Ordinary reads of the journal: raw SQL on the readers' pool, one statement per page. */
+/**
+ * Ordinary reads of the journal: raw SQL on the readers' pool, one statement per page; a page
+ * cut by that pool's statement timeout is DEADLINE_EXCEEDED (bounded-read.ts).
+ */
 export class EntryReader {
   constructor(private readonly pool: pg.Pool) {}
 
@@ -145,7 +149,7 @@ export class EntryReader {
   }
 
   async #page(name: string, where: string, values: unknown[]): Promise<EntryView[]> {
-    const { rows } = await this.pool.query<EntryRow>({ name, text: pageStatement(where), values });
+    const { rows } = await boundedRead(this.pool, () => this.pool.query<EntryRow>({ name, text: pageStatement(where), values }));
     return rows.map(entryView);
   }
 }

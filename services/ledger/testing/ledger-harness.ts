@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { expect } from 'vitest';
 import { ManualClock, type Clock } from '../../lib/clock.js';
-import { createPool, type DbTimeouts } from '../../lib/db.js';
+import { defaultDbTimeouts, type DbTimeouts } from '../../lib/db.js';
 import { createLogger } from '../../lib/logger.js';
 import { verifyJournal, type InvariantReport } from '../audit/verify-journal.js';
 import { createLedgerClient, type LedgerClient } from '../client/index.js';
 import { Ledger, type LedgerOptions } from '../ledger.js';
+import { allPools, createLedgerPools } from '../pools.js';
 import type { Credential, Role } from '../grpc/auth.js';
 import { createTestDatabase, type TestDatabase } from '../../testing/test-db.js';
 
@@ -31,6 +32,7 @@ export function ledgerOptions(overrides: Partial<LedgerOptions> = {}): LedgerOpt
     expirySweepPeriodMs: 50,
     expirySweepBatchMax: 500,
     drainGraceMs: 2_000,
+    streamsMax: 64,
     healthCheckPeriodMs: 200,
     writerStuckMs: 5_000,
     // Off: test ledgers mostly run on a manual clock, days away from the database's.
@@ -44,6 +46,10 @@ export interface TestLedger {
   pool: pg.Pool;
   /** The batch writer's pipelined pool. */
   writePool: pg.Pool;
+  /** Journal reads and AuditService, with the read statement timeout. */
+  readPool: pg.Pool;
+  /** The sweepers and the health probe. */
+  backgroundPool: pg.Pool;
   clock: Clock;
   ledger: Ledger;
   address: string;
@@ -66,6 +72,10 @@ export interface StartOptions {
   db?: TestDatabase;
   /** Database timeouts of the ledger's pools (defaultDbTimeouts when absent). */
   timeouts?: DbTimeouts;
+  /** The readers' pool's statement timeout (LEDGER_DB_READ_STATEMENT_TIMEOUT_MS; 5000 when absent). */
+  readStatementTimeoutMs?: number;
+  /** The readers' pool's size (LEDGER_DB_READ_POOL_SIZE; 4 when absent). */
+  readPoolSize?: number;
   /** Rewrites the database URL the ledger connects with (e.g. through a TcpProxy). */
   connectVia?: (url: string) => string;
 }
@@ -74,16 +84,20 @@ export interface StartOptions {
 export async function startTestLedger(start: StartOptions = {}): Promise<TestLedger> {
   const db = start.db ?? (await createTestDatabase());
   const url = start.connectVia ? start.connectVia(db.url) : db.url;
-  const pool = createPool(url, 8, { timeouts: start.timeouts });
-  const writePool = createPool(url, 2, { pipeline: true, timeouts: start.timeouts });
+  const pools = createLedgerPools(url, {
+    poolSize: 8,
+    readPoolSize: start.readPoolSize ?? 4,
+    timeouts: start.timeouts ?? defaultDbTimeouts,
+    readStatementTimeoutMs: start.readStatementTimeoutMs ?? 5_000,
+  });
+  const { pool, writePool, readPool, backgroundPool } = pools;
   // Dropping the database at the end terminates connections the pools are still closing; that
   // is expected then and must not surface as an uncaught error.
-  pool.on('error', () => {});
-  writePool.on('error', () => {});
+  for (const p of allPools(pools)) p.on('error', () => {});
   const clock = start.clock ?? new ManualClock('2026-11-24T12:00:00.000Z');
   const options = ledgerOptions(start.options);
   const log = createLogger('ledger-test', process.env.TEST_LOG_LEVEL ?? 'silent');
-  const ledger = await Ledger.create({ pool, writePool, clock, log, options });
+  const ledger = await Ledger.create({ ...pools, clock, log, options });
   const port = await ledger.start('127.0.0.1:0', start.sweeper ?? false);
   const address = `127.0.0.1:${port}`;
   const clients = new Map<Role, LedgerClient>();
@@ -103,6 +117,8 @@ export async function startTestLedger(start: StartOptions = {}): Promise<TestLed
     db,
     pool,
     writePool,
+    readPool,
+    backgroundPool,
     clock,
     ledger,
     address,
@@ -122,7 +138,7 @@ export async function startTestLedger(start: StartOptions = {}): Promise<TestLed
     async close() {
       for (const c of clients.values()) c.close();
       await ledger.stop();
-      await Promise.all([pool.end(), writePool.end()]);
+      await Promise.all(allPools(pools).map((p) => p.end()));
       if (!start.db) await db.drop();
     },
   };
