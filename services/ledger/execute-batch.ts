@@ -229,6 +229,7 @@ function applyOne(state: LedgerState, item: BatchItem): Outcome {
   }
   try {
     const draft = draftEntry(state, command);
+    if (draft.kind === 'BOOKKEEPING') return { ok: true, result: state.keep(draft) };
     const entry = state.post({ idempotencyKey: command.idempotencyKey, requestHash: item.requestHash, actor: item.actor }, draft);
     return { ok: true, result: entry.result };
   } catch (error) {

@@ -4,8 +4,9 @@ import { ManualClock } from '../lib/clock.js';
 import { Bucket } from './client/index.js';
 import { startTestLedger, type TestLedger } from './testing/ledger-harness.js';
 
-// The expiry sweeper's one write outside an entry (marking spent, expired lots as done) takes
-// the users' row locks a batch takes, so it cannot race a batch that loaded the same lot.
+// The expiry sweeper's one write without an entry (marking spent, expired lots as done) goes
+// through the write queue's batch like every command, under the users' row locks a batch takes,
+// so it cannot race a batch that loaded the same lot.
 
 describe('expiry sweeper', () => {
   const clock = new ManualClock('2026-11-24T12:00:00.000Z');
@@ -45,6 +46,22 @@ describe('expiry sweeper', () => {
     expect(await sweep).toEqual({ examined: 1, expired: 0, finished: 1 });
     expect(await swept()).toBe(true);
     expect((await t.ledger.expirySweeper.sweepOnce()).examined).toBe(0);
+    await t.expectInvariants();
+  });
+
+  it('passes that run at once mark a spent expired lot once, in the batch, and write no entry', async () => {
+    const expiresAt = new Date(clock.now().getTime() + 60_000);
+    const { lotId } = await t.client.admin.grant({ idempotencyKey: 'g2', userId: 'u-twice', credits: 3n, bucket: Bucket.BUCKET_BONUS, expiresAt });
+    await t.client.worker.consume({ idempotencyKey: 'c2', userId: 'u-twice', credits: 3n });
+    clock.advance(60_000);
+    const head = async () => (await admin.query<{ seq: string }>('SELECT seq::text FROM journal_head')).rows[0]!.seq;
+    const before = await head();
+    const passes = await Promise.all(Array.from({ length: 4 }, () => t.ledger.expirySweeper.sweepOnce()));
+    expect(passes.reduce((n, p) => n + p.finished, 0)).toBe(1);
+    expect(passes.reduce((n, p) => n + p.expired, 0)).toBe(0);
+    expect(await head()).toBe(before);
+    const { rows } = await admin.query('SELECT expiry_swept FROM lots WHERE account_id = $1', [String(lotId)]);
+    expect(rows).toEqual([{ expiry_swept: true }]);
     await t.expectInvariants();
   });
 });

@@ -40,7 +40,7 @@ export class HoldSweeper {
         ORDER BY expires_at LIMIT $2`,
       [clock.now().toISOString(), batchMax],
     );
-    const voided = await submitAll(
+    const { entries: voided } = await submitAll(
       queue,
       rows.map((row) => ({ kind: 'HOLD_TIMEOUT', idempotencyKey: `${systemKeyPrefix}hold-timeout:${row.id}`, holdId: row.id })),
       this.#deps.log,

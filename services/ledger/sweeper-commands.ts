@@ -23,19 +23,21 @@ export interface SweeperDeps {
 /**
  * Submits the ledger's own commands through the write queue like any caller's, so each is a
  * journaled entry under a key derived from its target: two ledger processes sweeping at once
- * write one entry per target. Returns how many wrote an entry; refusals (the target changed
- * meanwhile) are expected and not errors.
+ * write one entry per target. Returns how many wrote an entry and how many only changed
+ * bookkeeping (entry id 0); refusals (the target changed meanwhile) are expected and not errors.
  */
-export async function submitAll(queue: WriteQueue, commands: Command[], log: Logger): Promise<number> {
+export async function submitAll(queue: WriteQueue, commands: Command[], log: Logger): Promise<{ entries: number; bookkeeping: number }> {
   const results = await Promise.allSettled(
     commands.map((command) =>
       queue.submit({ command, requestHash: requestHash(command), actor: sweeperActor, deadlineMs: Infinity }),
     ),
   );
-  let written = 0;
+  const written = { entries: 0, bookkeeping: 0 };
   for (const r of results) {
     if (r.status === 'fulfilled') {
-      if (!r.value.replayed) written += 1;
+      if (r.value.replayed) continue;
+      if (r.value.entryId > 0n) written.entries += 1;
+      else written.bookkeeping += 1;
     } else if (!(r.reason instanceof LedgerError && r.reason.code === 'FAILED_PRECONDITION')) {
       log.warn({ err: r.reason }, 'sweeper command failed');
     }

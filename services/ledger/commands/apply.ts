@@ -1,4 +1,4 @@
-import type { EntryDraft, LedgerState } from '../domain/ledger-state.js';
+import type { BookkeepingDraft, EntryDraft, LedgerState } from '../domain/ledger-state.js';
 import type { Command } from '../domain/types.js';
 import { applyCapture } from './capture.js';
 import { applyConsume } from './consume.js';
@@ -13,7 +13,7 @@ import { applyRefund } from './refund.js';
 import { applyReverse } from './reverse.js';
 
 /** Drafts the entry a command would post. Throws LedgerError for a refusal; writes nothing. */
-export function draftEntry(state: LedgerState, command: Command): EntryDraft {
+export function draftEntry(state: LedgerState, command: Command): EntryDraft | BookkeepingDraft {
   switch (command.kind) {
     case 'GRANT':
       return applyGrant(state, command);

@@ -153,6 +153,18 @@ export interface EntryDraft {
   result: Omit<WriteResult, 'entryId' | 'replayed'>;
 }
 
+/**
+ * A change of lot bookkeeping that moves nothing, so it has no entry: an expired lot with
+ * nothing left unheld marked as finished by the expiry sweeper. It goes through the batch like
+ * an entry, under the batch's locks, so it can neither overwrite nor be overwritten by a batch's
+ * own write of the lot. The audit accepts the mark when its rule holds on the rebuilt state.
+ */
+export interface BookkeepingDraft {
+  kind: 'BOOKKEEPING';
+  lotUpdates: LotState[];
+  result: Omit<WriteResult, 'entryId' | 'replayed'>;
+}
+
 export interface PostContext {
   idempotencyKey: string;
   requestHash: Buffer;
@@ -397,6 +409,20 @@ export class LedgerState {
    * the entry to the hash chain. A failed check here means a command drafted something its own
    * checks should have refused: it is a bug, thrown as a plain Error, and nothing changes.
    */
+  /** Applies a bookkeeping-only change; its result has entryId 0 (no entry was written). */
+  keep(draft: BookkeepingDraft): WriteResult {
+    for (const lot of draft.lotUpdates) {
+      if (!this.#lots.has(lot.accountId)) throw new Error(`keep: lot ${lot.accountId} was not loaded`);
+    }
+    // Nothing below may fail.
+    for (const lot of draft.lotUpdates) {
+      const current = this.#lots.get(lot.accountId)!;
+      Object.assign(current, lot);
+      if (!this.#newLots.includes(current)) this.#lotsChanged.add(lot.accountId);
+    }
+    return { ...draft.result, entryId: 0n, replayed: false };
+  }
+
   post(ctx: PostContext, draft: EntryDraft): EntryRecord {
     const seq = this.nextSeq;
     const scratch = new Map<bigint, AccountState>();
