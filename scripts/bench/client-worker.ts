@@ -9,7 +9,7 @@ import { createLedgerClient, type LedgerClient } from '../../services/ledger/cli
 import { baselineConsume, loadBaselineAccounts } from './baseline.js';
 import { LatencyHistogram } from './histogram.js';
 import type { ChildMessage, ParentMessage, RunRequest, RunResult, SeedRequest, SeedResult } from './protocol.js';
-import { spentLotsUser, userName } from './users.js';
+import { poisonEvery, poisonSuffix, spentLotsUser, userName } from './users.js';
 
 if (!process.send) {
   console.error('client-worker.ts is started by scripts/bench/main.ts over an IPC channel');
@@ -97,6 +97,23 @@ async function prepare(request: RunRequest, recordCall: CallRecorder): Promise<P
       return {
         operation: async (seq) => {
           await client.consume({ idempotencyKey: `${keyPrefix}:${seq}`, userId: userName(randomIndex(population.count)), credits: 1n }, options);
+        },
+        dispose: nothing,
+      };
+    case 'consume_poisoned':
+      // As consume_uniform, but every poisonEvery-th call's key is one the bench's trigger makes
+      // PostgreSQL reject: that call must fail alone (its neighbours commit); it still counts
+      // as an operation, since the ledger did the work of answering it.
+      return {
+        operation: async (seq) => {
+          const poisoned = seq % poisonEvery === poisonEvery - 1;
+          const request = { idempotencyKey: `${keyPrefix}:${seq}${poisoned ? poisonSuffix : ''}`, userId: userName(randomIndex(population.count)), credits: 1n };
+          if (!poisoned) {
+            await client.consume(request, options);
+            return;
+          }
+          const failed = await client.consume(request, options).then(() => false, () => true);
+          if (!failed) throw new Error('a poisoned Consume was written');
         },
         dispose: nothing,
       };

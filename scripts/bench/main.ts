@@ -16,16 +16,18 @@ import { allScenarios, ledgerScenarios, parseOptions, usage, type BenchOptions, 
 import { machineInfo } from './proc-stat.js';
 import type { ParentMessage } from './protocol.js';
 import { summariseProfiles, type ProfileWindow } from './profile-summary.js';
-import { figuresTable, growthLines, readersLine, resultJson, stackReferenceLines, targetChecks, targetsTable, type ScenarioFigures } from './report.js';
+import { figuresTable, growthLines, poisonLine, readersLine, resultJson, stackReferenceLines, targetChecks, targetsTable, type ScenarioFigures } from './report.js';
 import { countBatches, runScenario, seedLedger, seedSpentLots, type ScenarioPlan } from './scenarios.js';
 import { startLedger, startNoopServer, type LedgerLogSummary, type RunningServer } from './servers.js';
-import { hotUser, creditsForHotUser } from './users.js';
+import { hotUser, creditsForHotUser, poisonEvery } from './users.js';
+import { installPoison, removePoison } from './poison.js';
 import { openSlowReaders, type SlowReadersReport } from './readers.js';
 import { progress, within } from './waits.js';
 
 const ledgerOperations: Record<(typeof ledgerScenarios)[number], string> = {
   consume_uniform: 'Consume 1 credit',
   consume_with_readers: 'Consume 1 credit, slow StreamJournal readers open',
+  consume_poisoned: `Consume 1 credit, 1 in ${poisonEvery} rejected by PostgreSQL`,
   consume_hot_user: 'Consume 1 credit',
   reserve_capture: 'Reserve+Capture pair (2 calls)',
   get_balance: 'GetBalance',
@@ -160,10 +162,12 @@ async function main(options: BenchOptions): Promise<void> {
         // consume_with_readers: the readers are open from before the warm-up to after the
         // measure window, so the whole window runs beside them.
         const readers = name === 'consume_with_readers' && ledger ? await openSlowReaders(ledger.address, token, ledgerDbUrl, options.readers, options.readerPauseMs) : null;
+        if (name === 'consume_poisoned') await installPoison(ledgerDbUrl);
         let result: ScenarioFigures;
         try {
           result = await runScenario(planFor(name, round), workers, options, admin, runTag, windows);
         } finally {
+          if (name === 'consume_poisoned') await removePoison(ledgerDbUrl);
           if (readers) {
             const report = await readers.close();
             readerReports.set(round, report);
@@ -267,6 +271,8 @@ async function main(options: BenchOptions): Promise<void> {
     const best = withReaders.roundsOpsPerS.indexOf(withReaders.opsPerS) + 1;
     out.push(readersLine(ordered, { readers: options.readers, pauseMs: options.readerPauseMs, ...readerReports.get(best) }), '');
   }
+  const poisoned = poisonLine(ordered, poisonEvery);
+  if (poisoned) out.push(poisoned, '');
   const references = stackReferenceLines(ordered);
   if (references.length > 0) out.push(...references, '');
   const growth = growthLines(ordered);

@@ -13,6 +13,7 @@ export type Target =
 
 export type Workload =
   | 'consume_uniform'
+  | 'consume_poisoned'
   | 'consume_hot_user'
   | 'reserve_capture'
   | 'get_balance'

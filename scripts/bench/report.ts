@@ -205,6 +205,29 @@ export function readersLine(
   );
 }
 
+/**
+ * consume_poisoned against consume_uniform of the same run: what the batch fallback costs when
+ * one command in `every` is rejected by PostgreSQL (issue 7 item 4), as the rate and the ledger
+ * and PostgreSQL CPU per operation, and entries per transaction.
+ */
+export function poisonLine(byName: ReadonlyMap<ScenarioName, ScenarioFigures>, every: number): string | null {
+  const poisoned = byName.get('consume_poisoned');
+  const clean = byName.get('consume_uniform');
+  if (!poisoned) return null;
+  const cpu = (f: ScenarioFigures | undefined) =>
+    f && f.serverCpuUsPerOp !== null && f.postgresCpuUsPerOp !== null ? f.serverCpuUsPerOp + f.postgresCpuUsPerOp : null;
+  const [a, b] = [cpu(poisoned), cpu(clean)];
+  return (
+    `Batch fallback (1 Consume in ${every} rejected by PostgreSQL, so its batch is split until it fails alone): ` +
+    `${thousands(poisoned.opsPerS)} ops/s against ${clean ? thousands(clean.opsPerS) : 'n/a'} without` +
+    (clean && clean.opsPerS > 0 ? ` = ${(poisoned.opsPerS / clean.opsPerS).toFixed(2)}×` : '') +
+    `; ledger + PostgreSQL CPU ${a === null ? 'n/a' : a.toFixed(1)} µs/op against ${b === null ? 'n/a' : b.toFixed(1)}` +
+    (a !== null && b !== null && b > 0 ? ` = ${(a / b).toFixed(2)}×` : '') +
+    (poisoned.entriesPerBatch != null ? `; ${poisoned.entriesPerBatch.toFixed(1)} entries per transaction` : '') +
+    ` (no target: the figure the issue asks for).`
+  );
+}
+
 export function stackReferenceLines(byName: ReadonlyMap<ScenarioName, ScenarioFigures>): string[] {
   const stack = byName.get('transport_stack');
   const bare = byName.get('transport');

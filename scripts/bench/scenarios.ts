@@ -169,7 +169,7 @@ export async function countBatches(url: string, runTag: string, figures: Map<Sce
   const client = new pg.Client({ connectionString: url, query_timeout: 60_000 });
   await client.connect();
   try {
-    for (const name of ['consume_uniform', 'consume_with_readers', 'consume_hot_user', 'reserve_capture'] as const) {
+    for (const name of ['consume_uniform', 'consume_with_readers', 'consume_poisoned', 'consume_hot_user', 'reserve_capture'] as const) {
       const f = figures.get(name);
       if (!f) continue;
       const { rows } = await client.query<{ entries: number; batches: number }>(

@@ -16,3 +16,10 @@ export const creditsForHotUser = 1_000_000_000_000n;
 /** The user of the *_spent_lots scenarios: 1,000 spent lots of one credit, then one large live lot. */
 export const spentLotsUser = 'spent-user';
 export const spentLotsCount = 1_000;
+
+/**
+ * consume_poisoned: one call in this many carries an idempotency key PostgreSQL rejects (a
+ * trigger the bench installs for that scenario), so its batch fails and is split (issue 7 item 4).
+ */
+export const poisonEvery = 100;
+export const poisonSuffix = ':poison';
