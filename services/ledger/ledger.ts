@@ -137,8 +137,7 @@ export class Ledger {
         auth: new Authenticator(options.credentials),
         log,
         onCallEnd: (method, code, seconds) => {
-          this.metrics.calls.inc({ method, code: grpcStatus[code] ?? String(code) });
-          this.metrics.callSeconds.observe({ method }, seconds);
+          this.metrics.recordCall(method, grpcStatus[code] ?? String(code), seconds);
         },
       },
       services,

@@ -34,6 +34,25 @@ export class LedgerMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * The labelled children of calls and callSeconds, by method and code. prom-client's labels()
+   * hashes the label values on every call; there are few methods and codes, so each child is
+   * looked up once and kept (a bounded map: methods × codes).
+   */
+  readonly #callChildren = new Map<string, { count: { inc(): void }; seconds: { observe(v: number): void } }>();
+
+  /** One answered gRPC call: counted by method and code, timed by method. */
+  recordCall(method: string, code: string, seconds: number): void {
+    const key = `${method}\u0000${code}`;
+    let child = this.#callChildren.get(key);
+    if (!child) {
+      child = { count: this.calls.labels(method, code), seconds: this.callSeconds.labels(method) };
+      this.#callChildren.set(key, child);
+    }
+    child.count.inc();
+    child.seconds.observe(seconds);
+  }
+
   constructor(deps: {
     pool: pg.Pool;
     queueLength: () => number;
