@@ -40,6 +40,8 @@ export interface TargetCheck {
   required: string;
   /** null when a scenario it needs was not run. */
   pass: boolean | null;
+  /** A target issue 7 withdrew (the transport-ceiling ratios): still measured, never judged. */
+  withdrawn?: true;
 }
 
 const fixed = (value: number | null, digits: number): string =>
@@ -86,7 +88,7 @@ export function figuresTable(rows: readonly ScenarioFigures[]): string {
 export function targetsTable(checks: readonly TargetCheck[]): string {
   return markdownTable(
     ['target', 'measured', 'required', 'result'],
-    checks.map((c) => [c.name, c.measured, c.required, c.pass === null ? 'n/a' : c.pass ? 'PASS' : 'FAIL']),
+    checks.map((c) => [c.name, c.measured, c.required, c.withdrawn ? 'withdrawn' : c.pass === null ? 'n/a' : c.pass ? 'PASS' : 'FAIL']),
   );
 }
 
@@ -117,9 +119,12 @@ export function targetChecks(byName: ReadonlyMap<ScenarioName, ScenarioFigures>)
       pass: ratio >= min,
     });
   };
+  // Issue 7 withdrew the three transport-ceiling targets (on two shared cores the load clients'
+  // own CPU dominates those ratios) and raised the baseline ratio from 2× to 8×. The withdrawn
+  // ones are still measured and shown, marked as such.
+  ratioCheck('hot-user Consume ≥ 8× unbatched baseline (issue 7)', hot, baseline, 8, '8.00×');
   ratioCheck('uniform Consume ≥ 70% of transport ceiling', uniform, transport, 0.7, '0.70×');
   ratioCheck('hot-user Consume ≥ 60% of transport ceiling', hot, transport, 0.6, '0.60×');
-  ratioCheck('hot-user Consume ≥ 2× unbatched baseline', hot, baseline, 2, '2.00×');
   ratioCheck('Consume before ANALYZE ≥ 80% of after (issue 7 item 16)', byName.get('consume_before_analyze'), uniform, 0.8, '0.80×');
   ratioCheck('Consume with slow StreamJournal readers ≥ 80% of without (issue 7 item 12)', byName.get('consume_with_readers'), uniform, 0.8, '0.80×');
 
@@ -136,6 +141,9 @@ export function targetChecks(byName: ReadonlyMap<ScenarioName, ScenarioFigures>)
       required: '≤ 1.50×',
       pass: ratio <= 1.5,
     });
+  }
+  for (const c of checks) {
+    if (c.name.includes('transport ceiling') || c.name.includes('no-op server CPU')) c.withdrawn = true;
   }
 
   for (const name of ['consume_uniform', 'consume_hot_user', 'reserve_capture', 'get_balance'] as const) {
