@@ -222,7 +222,7 @@ function mirrorLots(state: LedgerState, original: ReversibleEntry, transfers: re
     if (lot.refundedSeq === null || original.seq < lot.refundedSeq || after > shareCredits) {
       throw refused(
         'LOT_REFUNDED',
-        `entry ${original.seq} cannot be reversed: it would give ${credits} credits back to lot ${id} ("${lot.externalRef}"), refunded ${lot.refundedMicros} of ${lot.costBasisMicros} ${lot.currency} micros by entry ${lot.refundedSeq} ${original.seq < (lot.refundedSeq ?? 0n) ? 'after these credits were drawn' : `which leaves it ${shareCredits} credits`}; grant the credits instead`,
+        `entry ${original.seq} cannot be reversed: it would give ${credits} credits back to lot ${id} ("${lot.externalRef}"), refunded ${lot.refundedMicros} of ${lot.costBasisMicros} ${lot.currency} micros ${lot.refundedSeq === null ? 'by a refund recorded before refunds were sequenced' : `by entry ${lot.refundedSeq}`}, ${lot.refundedSeq === null || original.seq < lot.refundedSeq ? 'after these credits were drawn' : `which leaves it ${shareCredits} credits`}; grant the credits instead`,
       );
     }
   }
