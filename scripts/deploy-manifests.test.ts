@@ -121,8 +121,9 @@ const runtimeEnv = new Set(['NODE_OPTIONS', 'NODE_ENV', 'LOG_LEVEL']);
 function envReadBy(entry: string): { names: Set<string> | null; source: string } {
   const sources: Record<string, string[]> = {
     'services/ledger/main.ts': ['services/ledger/config.ts'],
-    'services/payments/main.ts': ['services/payments/config.ts'],
-    'services/worker/main.ts': ['services/worker/config.ts'],
+    // Both reach the ledger through its client, which reads the client TLS variables.
+    'services/payments/main.ts': ['services/payments/config.ts', 'services/ledger/client/ledger-client.ts'],
+    'services/worker/main.ts': ['services/worker/config.ts', 'services/ledger/client/ledger-client.ts'],
     'services/wavespeed-simulator/main.ts': ['services/wavespeed-simulator/main.ts'],
     'scripts/db-migrate.ts': ['scripts/db-migrate.ts'],
     'services/ledger/db-roles.ts': ['services/ledger/db-roles.ts'],
@@ -241,12 +242,21 @@ function kubeProblems(objects: { file: string; object: Obj }[]): string[] {
       problems.push(`${file} ${object.metadata?.name}: selector does not match the pod labels`);
     }
     const containers: Obj[] = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+    const secretVolumes = new Set(((pod.spec?.volumes ?? []) as Obj[]).filter((v) => v.secret).map((v) => v.name as string));
     for (const c of containers) {
       const where = `${file} ${object.kind}/${object.metadata?.name} container ${c.name}`;
       if (!c.resources?.requests || !c.resources?.limits?.memory) problems.push(`${where}: needs resource requests and a memory limit`);
+      // Files of a Secret mounted read-only: a variable naming one holds a path, not the secret.
+      const secretDirs = ((c.volumeMounts ?? []) as Obj[])
+        .filter((m) => secretVolumes.has(m.name) && m.readOnly === true)
+        .map((m) => `${String(m.mountPath).replace(/\/$/, '')}/`);
+      const inSecret = (value: unknown) => typeof value === 'string' && secretDirs.some((d) => value.startsWith(d));
       for (const e of c.env ?? []) {
-        if (e.value !== undefined && /(SECRET|TOKEN|PASSWORD|CREDENTIALS|_KEY$|DATABASE_URL|REDIS_URL)/.test(e.name)) {
-          problems.push(`${where}: ${e.name} must come from a Secret (valueFrom.secretKeyRef), not inline`);
+        if (e.value !== undefined && /(SECRET|TOKEN|PASSWORD|CREDENTIALS|_KEY$|DATABASE_URL|REDIS_URL)/.test(e.name) && !inSecret(e.value)) {
+          problems.push(`${where}: ${e.name} must come from a Secret (valueFrom.secretKeyRef or a file of a mounted Secret), not inline`);
+        }
+        if (/^LEDGER_TLS_/.test(e.name) && !inSecret(e.value)) {
+          problems.push(`${where}: ${e.name} must name a file of a Secret mounted read-only, not ${JSON.stringify(e.value)}`);
         }
       }
       if (!ourImage.test(c.image)) continue;
@@ -389,7 +399,7 @@ describe('deploy/ manifests', () => {
     const ledger = kubeObjects.find(({ object }) => object.kind === 'Deployment' && object.metadata?.name === 'ledger')!.object;
     const broken = structuredClone(ledger);
     broken.spec.replicas = 'two';
-    broken.spec.template.spec.containers[0].readinessProbe.grpc.port = 'grpc';
+    broken.spec.template.spec.containers[0].readinessProbe = { grpc: { port: 'grpc' } };
     expect(await schemaProblem(broken)).toMatch(/replicas must be integer|port must be integer/);
     const scaled = structuredClone(kubeObjects.find(({ object }) => object.kind === 'ScaledObject')!.object);
     delete scaled.spec.scaleTargetRef;
@@ -399,6 +409,28 @@ describe('deploy/ manifests', () => {
 
   it('the Kubernetes objects agree with each other and with the code', () => {
     expect(kubeProblems(kubeObjects)).toEqual([]);
+  });
+
+  it('the ledger serves TLS with client certificates, probed over plain HTTP; payments and the worker present certificates', () => {
+    const deployment = (name: string) =>
+      kubeObjects.find(({ object }) => object.kind === 'Deployment' && object.metadata?.name === name)!.object.spec.template.spec.containers[0] as Obj;
+    const env = (c: Obj) => new Map(((c.env ?? []) as Obj[]).map((e) => [e.name as string, e.value as string | undefined]));
+    const ledger = deployment('ledger');
+    expect([...env(ledger).keys()].filter((n) => n.startsWith('LEDGER_TLS_')).sort()).toEqual(['LEDGER_TLS_CERT', 'LEDGER_TLS_CLIENT_CA', 'LEDGER_TLS_KEY']);
+    // The kubelet's gRPC probe cannot speak TLS: the probes ask /readyz on the metrics port.
+    for (const probe of ['startupProbe', 'readinessProbe'] as const) {
+      expect(ledger[probe]).toMatchObject({ httpGet: { path: '/readyz', port: 'metrics' } });
+    }
+    for (const name of ['payments', 'worker']) {
+      expect([...env(deployment(name)).keys()].filter((n) => n.startsWith('LEDGER_TLS_')).sort()).toEqual([
+        'LEDGER_TLS_CA', 'LEDGER_TLS_CLIENT_CERT', 'LEDGER_TLS_CLIENT_KEY',
+      ]);
+    }
+    // And the check holds them to it: a key file outside a mounted Secret is a problem.
+    const objects = structuredClone(kubeObjects);
+    const c = objects.find(({ object }) => object.kind === 'Deployment' && object.metadata?.name === 'ledger')!.object.spec.template.spec.containers[0];
+    c.env.find((e: Obj) => e.name === 'LEDGER_TLS_KEY').value = '/tmp/tls.key';
+    expect(kubeProblems(objects).join('\n')).toContain('LEDGER_TLS_KEY must name a file of a Secret mounted read-only');
   });
 
   it('the consistency check catches an unknown variable, a missing file, a bad probe and an inline secret', () => {

@@ -1,6 +1,8 @@
 import { status } from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ManualClock, offsetClock, systemClock } from '../lib/clock.js';
+import { createLogger } from '../lib/logger.js';
+import { startMetricsServer } from '../lib/metrics-server.js';
 import { Bucket, errorReason } from './client/index.js';
 import { settle } from './testing/call-outcome.js';
 import { healthCheck } from './testing/health-check.js';
@@ -92,6 +94,20 @@ describe('a process whose clock strays from the database', () => {
       for (let i = 0; i < 100 && skewed.ledger.health.writeRefusal() === null; i += 1) await new Promise((r) => setTimeout(r, 20));
       expect((await healthCheck(skewed.address)).status).toBe('NOT_SERVING');
       expect((await healthCheck(honest.address)).status).toBe('SERVING');
+      // The plain HTTP readiness route says the same (what a probe uses when gRPC serves TLS only).
+      const log = createLogger('clock-test', 'silent');
+      const http = await Promise.all(
+        [skewed, honest].map((t) => startMetricsServer('127.0.0.1:0', t.ledger.metrics.registry, log, () => t.ledger.serving)),
+      );
+      try {
+        const ready = await Promise.all(http.map(async (m) => {
+          const res = await fetch(`http://127.0.0.1:${m.port}/readyz`);
+          return [res.status, (await res.text()).trim()];
+        }));
+        expect(ready).toEqual([[503, 'NOT_SERVING'], [200, 'SERVING']]);
+      } finally {
+        await Promise.all(http.map((m) => m.close()));
+      }
       const refused = await settle(skewed.client.worker.consume({ idempotencyKey: 'c-skewed', userId: 'u-skew', credits: 1n }));
       expect(refused.ok ? 'OK' : status[refused.error.code]).toBe('UNAVAILABLE');
       if (!refused.ok) {

@@ -166,6 +166,11 @@ export class Ledger {
     return this.#port;
   }
 
+  /** What grpc.health.v1 reports for the whole server: true while SERVING. */
+  get serving(): boolean {
+    return this.#serving;
+  }
+
   /** Listens on the configured address (or `address`), starts the sweeper, returns the port. */
   async start(address = this.#deps.options.grpcAddr, sweeper = true): Promise<number> {
     this.#port = await this.grpc.listen(address, this.#deps.options.tls ?? null);

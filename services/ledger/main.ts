@@ -51,7 +51,7 @@ export async function startLedger(
     : null;
   const ledger = await Ledger.create({ ...pools, clock: systemClock, log, options: { ...config, tls } });
   const port = await ledger.start();
-  const metrics = config.metricsAddr ? await startMetricsServer(config.metricsAddr, ledger.metrics.registry, log) : null;
+  const metrics = config.metricsAddr ? await startMetricsServer(config.metricsAddr, ledger.metrics.registry, log, () => ledger.serving) : null;
   // One line that supervisors and tests wait for, whatever LOG_LEVEL says.
   log.child({}, { level: 'info' }).info({ port, metricsPort: metrics?.port ?? null }, 'ready');
   return {

@@ -5,18 +5,32 @@ import type { Logger } from './logger.js';
 
 /**
  * Serves one prom-client registry at GET /metrics on its own port, for services whose main
- * transport is not HTTP (the ledger's gRPC, the worker's queue). One route with no body, no
- * auth and no parsing: node:http is enough, and keeps a web framework out of those processes.
+ * transport is not HTTP (the ledger's gRPC, the worker's queue). With `ready`, GET /readyz
+ * answers 200 while it returns true and 503 otherwise: a plain HTTP readiness probe for a
+ * process whose gRPC port serves TLS only, which the kubelet's gRPC probe cannot speak. Two
+ * routes with no body, no auth and no parsing: node:http is enough, and keeps a web framework
+ * out of those processes.
  */
 export interface MetricsServer {
   port: number;
   close(): Promise<void>;
 }
 
-export async function startMetricsServer(address: string, registry: Registry, log: Logger): Promise<MetricsServer> {
+export async function startMetricsServer(
+  address: string,
+  registry: Registry,
+  log: Logger,
+  ready?: () => boolean,
+): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n');
+    const route = req.method === 'GET' ? (req.url ?? '').split('?')[0] : null;
+    if (route === '/readyz' && ready) {
+      const serving = ready();
+      res.writeHead(serving ? 200 : 503, { 'content-type': 'text/plain' }).end(serving ? 'SERVING\n' : 'NOT_SERVING\n');
+      return;
+    }
+    if (route !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: GET /metrics${ready ? ' or /readyz' : ''}\n`);
       return;
     }
     registry.metrics().then(
