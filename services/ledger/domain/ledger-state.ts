@@ -411,16 +411,27 @@ export class LedgerState {
    */
   /** Applies a bookkeeping-only change; its result has entryId 0 (no entry was written). */
   keep(draft: BookkeepingDraft): WriteResult {
-    for (const lot of draft.lotUpdates) {
-      if (!this.#lots.has(lot.accountId)) throw new Error(`keep: lot ${lot.accountId} was not loaded`);
-    }
+    this.#checkLotUpdates('keep', draft.lotUpdates);
     // Nothing below may fail.
-    for (const lot of draft.lotUpdates) {
+    this.#applyLotUpdates(draft.lotUpdates);
+    return { ...draft.result, entryId: 0n, replayed: false };
+  }
+
+  /** Before phase two: every lot an update names was loaded by the batch. */
+  #checkLotUpdates(by: string, updates: readonly LotState[]): void {
+    for (const lot of updates) {
+      if (!this.#lots.has(lot.accountId)) throw new Error(`${by}: lot ${lot.accountId} was not loaded`);
+    }
+  }
+
+  /** Phase two: the lots take their new bookkeeping, and are written with the batch. */
+  #applyLotUpdates(updates: readonly LotState[]): LotState[] {
+    return updates.map((lot) => {
       const current = this.#lots.get(lot.accountId)!;
       Object.assign(current, lot);
       if (!this.#newLots.includes(current)) this.#lotsChanged.add(lot.accountId);
-    }
-    return { ...draft.result, entryId: 0n, replayed: false };
+      return current;
+    });
   }
 
   post(ctx: PostContext, draft: EntryDraft): EntryRecord {
@@ -501,9 +512,7 @@ export class LedgerState {
       }
     }
 
-    for (const lot of draft.lotUpdates) {
-      if (!this.#lots.has(lot.accountId)) throw new Error(`post: lot ${lot.accountId} was not loaded`);
-    }
+    this.#checkLotUpdates('post', draft.lotUpdates);
 
     // Phase two: nothing below may fail.
     for (const account of draft.newAccounts) {
@@ -526,12 +535,7 @@ export class LedgerState {
     // The lots as this entry leaves them, journaled in its hashed bytes (ledger README §4).
     const lotsAfter = new Map<bigint, LotState>();
     if (draft.newLot) lotsAfter.set(draft.newLot.accountId, draft.newLot);
-    for (const lot of draft.lotUpdates) {
-      const current = this.#lots.get(lot.accountId)!;
-      Object.assign(current, lot);
-      if (!this.#newLots.includes(current)) this.#lotsChanged.add(lot.accountId);
-      lotsAfter.set(lot.accountId, current);
-    }
+    for (const current of this.#applyLotUpdates(draft.lotUpdates)) lotsAfter.set(current.accountId, current);
     if (draft.newLot?.periodStart) {
       this.#subscriptionPeriods.set(periodKey(draft.newLot.userId, draft.newLot.periodStart), seq);
     }
