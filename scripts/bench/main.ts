@@ -12,7 +12,7 @@ import { killAllChildrenNow, stopAllChildren, stopChild } from './children.js';
 import { startWorkers } from './client-pool.js';
 import { vacuumAnalyze, createMigratedDatabase, databaseUrl, dropDatabase, serverFacts } from './databases.js';
 import { consumeRequestBytes, representativeConsumeResponse } from './messages.js';
-import { allScenarios, ledgerScenarios, parseOptions, usage, type BenchOptions, type ScenarioName } from './options.js';
+import { allScenarios, ledgerScenarios, parseOptions, usage, type BenchOptions, type LedgerScenario, type ScenarioName } from './options.js';
 import { machineInfo } from './proc-stat.js';
 import type { ParentMessage } from './protocol.js';
 import { summariseProfiles, type ProfileWindow } from './profile-summary.js';
@@ -24,7 +24,7 @@ import { installPoison, removePoison } from './poison.js';
 import { openSlowReaders, type SlowReadersReport } from './readers.js';
 import { progress, within } from './waits.js';
 
-const ledgerOperations: Record<(typeof ledgerScenarios)[number], string> = {
+const ledgerOperations: Record<LedgerScenario, string> = {
   consume_uniform: 'Consume 1 credit',
   consume_with_readers: 'Consume 1 credit, slow StreamJournal readers open',
   consume_poisoned: `Consume 1 credit, 1 in ${poisonEvery} rejected by PostgreSQL`,

@@ -19,20 +19,12 @@ export const allScenarios = [
 ] as const;
 export type ScenarioName = (typeof allScenarios)[number];
 
-export const ledgerScenarios = [
-  'consume_before_analyze',
-  'consume_uniform',
-  'consume_with_readers',
-  'consume_poisoned',
-  'consume_hot_user',
-  'reserve_capture',
-  'get_balance',
-  'consume_spent_lots',
-  'get_balance_spent_lots',
-  'get_balance_as_of',
-  'list_entries',
-] as const;
-export type LedgerScenario = (typeof ledgerScenarios)[number];
+/** The scenarios that do not drive the ledger: the two no-op servers and the plain-SQL baseline. */
+const notLedger = ['transport', 'transport_stack', 'baseline'] as const;
+export type LedgerScenario = Exclude<ScenarioName, (typeof notLedger)[number]>;
+export const ledgerScenarios: readonly LedgerScenario[] = allScenarios.filter(
+  (s): s is LedgerScenario => !(notLedger as readonly string[]).includes(s),
+);
 
 export interface BenchOptions {
   warmupMs: number;
