@@ -7,9 +7,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import { createLedgerClient, EntryKind } from '../services/ledger/client/index.js';
-import { createEnhancementQueue, createQueueEvents, runEnhancement } from '../services/worker/producer.js';
+import { openEnhancementProducer } from '../services/worker/producer.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = path.resolve(root, process.env.DATA_DIR ?? '.data');
@@ -74,16 +73,12 @@ if (total < 500) fail('crediting the purchase', `balance ${total} after 20 s`);
 console.log(`  balance ${total}`);
 
 step('enhance three images');
-const redis = new Redis(system.redis, { maxRetriesPerRequest: null });
-const queue = createEnhancementQueue(redis, system.queuePrefix);
-const events = createQueueEvents(redis.duplicate(), system.queuePrefix);
+const producer = await openEnhancementProducer(system.redis, system.queuePrefix);
 let charged = 0n;
 try {
   const outcomes = await Promise.all(
     [1, 2, 3].map((i) =>
-      runEnhancement(
-        queue,
-        events,
+      producer.run(
         { requestId: `${userId}-req-${i}`, userId, model: 'wavespeed-ai/image-upscaler', input: { image: `https://example.test/photo-${i}.png`, target_resolution: '4k' } },
         120_000,
       ),
@@ -95,9 +90,7 @@ try {
     charged += o.creditsCharged;
   }
 } finally {
-  await queue.close();
-  await events.close();
-  await redis.quit();
+  await producer.close();
 }
 
 step('balance per bucket');

@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../services/testing/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLedgerClient, EntryKind } from '../services/ledger/client/index.js';
-import { Redis } from 'ioredis';
-import { createEnhancementQueue, createQueueEvents, runEnhancement } from '../services/worker/producer.js';
+import { openEnhancementProducer } from '../services/worker/producer.js';
 import { startTestSystem, type RunningSystem, type TestSystem } from './testing/npm-start.js';
 
 // The whole product as `npm start` runs it, driven through a real browser as a person would use
@@ -23,11 +23,7 @@ describe('the whole product through a browser', () => {
     mkdirSync(artifacts, { recursive: true });
     t = await startTestSystem('system-e2e');
     system = t.system;
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -75,13 +71,9 @@ describe('the whole product through a browser', () => {
     expect(entries[0]!.transfers.some((t) => t.amount === 299_990_000n && t.unit === 'USD')).toBe(true);
 
     // An enhancement, as the product's backend asks for one: a BullMQ job the worker takes.
-    const redis = new Redis(String(system.ready.redis), { maxRetriesPerRequest: null });
-    const queue = createEnhancementQueue(redis, String(system.ready.queuePrefix));
-    const events = createQueueEvents(redis.duplicate(), String(system.ready.queuePrefix));
+    const producer = await openEnhancementProducer(String(system.ready.redis), String(system.ready.queuePrefix));
     try {
-      const outcome = await runEnhancement(
-        queue,
-        events,
+      const outcome = await producer.run(
         { requestId: 'req-e2e-1', userId: 'buyer-1', model: 'wavespeed-ai/image-upscaler', input: { image: 'https://example.test/cat.png', target_resolution: '4k' } },
         60_000,
       );
@@ -97,9 +89,7 @@ describe('the whole product through a browser', () => {
       expect(capture.kind).toBe(EntryKind.ENTRY_KIND_CAPTURE);
       expect(capture.metadata['upstream.request_id']).toBe(outcome.predictionId);
     } finally {
-      await queue.close();
-      await events.close();
-      await redis.quit();
+      await producer.close();
     }
   });
 });

@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../services/testing/otlp-receiver.js';
-import { createEnhancementQueue, createQueueEvents, runEnhancement } from '../services/worker/producer.js';
+import { openEnhancementProducer } from '../services/worker/producer.js';
 import { startTestSystem, type RunningSystem, type TestSystem } from './testing/npm-start.js';
 
 // OpenTelemetry traces across the services, exported to a local OTLP receiver: a Stripe webhook
@@ -58,21 +57,15 @@ describe('traces across HTTP → gRPC → BullMQ → Wavespeed', () => {
   it('an enhancement job continues its producer trace through the ledger and Wavespeed', async () => {
     const traceId = randomBytes(16).toString('hex');
     const traceparent = `00-${traceId}-${randomBytes(8).toString('hex')}-01`;
-    const redis = new Redis(String(system.ready.redis), { maxRetriesPerRequest: null });
-    const queue = createEnhancementQueue(redis, String(system.ready.queuePrefix));
-    const events = createQueueEvents(redis.duplicate(), String(system.ready.queuePrefix));
+    const producer = await openEnhancementProducer(String(system.ready.redis), String(system.ready.queuePrefix));
     try {
-      const outcome = await runEnhancement(
-        queue,
-        events,
+      const outcome = await producer.run(
         { requestId: 'trace-req-1', userId: 'tracer', model: 'wavespeed-ai/image-upscaler', input: { image: 'https://example.test/a.png', target_resolution: '4k' }, traceparent },
         60_000,
       );
       expect(outcome.ok).toBe(true);
     } finally {
-      await queue.close();
-      await events.close();
-      await redis.quit();
+      await producer.close();
     }
     const job = await waitFor('enhancement', () => receiver.spans.find((s) => s.name === 'enhancement' && s.traceId === traceId));
     expect(job.attributes['enhancement.request_id']).toBe('trace-req-1');

@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../testing/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestLedger, type TestLedger } from '../ledger/testing/ledger-harness.js';
 import { startPaymentsTest, type PaymentsTest } from './testing/payments-harness.js';
@@ -21,11 +22,7 @@ beforeAll(async () => {
   t = await startTestLedger();
   const payments = t.options.credentials.find((c) => c.role === 'payments')!;
   p = await startPaymentsTest({ databaseUrl: t.db.url, ledgerAddr: t.address, ledgerToken: payments.token });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

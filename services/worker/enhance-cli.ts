@@ -3,8 +3,7 @@
 // as for the worker.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
-import { createEnhancementQueue, createQueueEvents, runEnhancement } from './producer.js';
+import { openEnhancementProducer } from './producer.js';
 
 const { values } = parseArgs({
   options: {
@@ -22,15 +21,9 @@ if (!values.user || !values.image) {
 }
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = process.env.WORKER_QUEUE_PREFIX ?? 'bull';
-const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-const queue = createEnhancementQueue(connection, prefix);
-const eventsConnection = connection.duplicate();
-const events = createQueueEvents(eventsConnection, prefix);
+const producer = await openEnhancementProducer(redisUrl, prefix);
 try {
-  await events.waitUntilReady();
-  const outcome = await runEnhancement(
-    queue,
-    events,
+  const outcome = await producer.run(
     {
       requestId: values['request-id'] ?? randomUUID(),
       userId: values.user,
@@ -42,8 +35,5 @@ try {
   console.log(JSON.stringify(outcome, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   process.exitCode = outcome.ok ? 0 : 1;
 } finally {
-  await Promise.all([queue.close(), events.close()]);
-  // Connections handed to BullMQ stay ours to close.
-  connection.disconnect();
-  eventsConnection.disconnect();
+  await producer.close();
 }

@@ -1,6 +1,6 @@
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import { currentTraceparent } from '../lib/tracing.js';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import {
   enhancementRequestSchema,
   failureReasonOf,
@@ -71,4 +71,34 @@ export async function runEnhancement(
 
 export function createQueueEvents(connection: Redis, prefix = 'bull'): QueueEvents {
   return new QueueEvents(queueName, { connection, prefix });
+}
+
+/** A producer's own connection to the queue: what a backend, the CLI, the demo and tests use. */
+export interface EnhancementProducer {
+  run(request: EnhancementRequest, timeoutMs?: number): Promise<EnhancementOutcome>;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a queue and its events on two connections to `redisUrl` (QueueEvents blocks its own
+ * connection), ready once the events listener is: a job enqueued after that cannot finish
+ * unseen. Connections handed to BullMQ stay ours to close, so close() ends both.
+ */
+export async function openEnhancementProducer(redisUrl: string, prefix = 'bull'): Promise<EnhancementProducer> {
+  const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const eventsConnection = connection.duplicate();
+  const queue = createEnhancementQueue(connection, prefix);
+  const events = createQueueEvents(eventsConnection, prefix);
+  const close = async () => {
+    await Promise.all([queue.close(), events.close()]);
+    connection.disconnect();
+    eventsConnection.disconnect();
+  };
+  try {
+    await events.waitUntilReady();
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { run: (request, timeoutMs) => runEnhancement(queue, events, request, timeoutMs), close };
 }
