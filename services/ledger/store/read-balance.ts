@@ -67,27 +67,23 @@ const lotColumns = (l: string) => `${l}.account_id::text AS lot_id, ${l}.bucket,
  * planner walk transfers_pkey backwards over the whole journal). When the account has no
  * transfer up to the cut, that probe lands on another account's row, whose entry_seq may be any
  * (past the cut too, where this account may have a transfer): the cut is checked again, and an
- * entry at or before it with a transfer on this account cannot be that row's. Among that entry's transfers on the account, the highest version is the last. A null
- * account (a free lot has no deferred account) probes nothing: the IS NOT NULL test depends only
- * on the outer row, so PostgreSQL checks it before running the subquery.
+ * entry at or before it with a transfer on this account cannot be that row's. Among that
+ * entry's transfers on the account, the highest version is the last. A null account (a free lot
+ * has no deferred account) probes nothing: the IS NOT NULL test depends only on the outer row,
+ * so PostgreSQL checks it before running the subquery. The same probe runs on the debit side and
+ * on the credit side of transfers; the later of the two is the account's state at the cut.
  */
+const lastOnSide = (side: 'debit' | 'credit', account: string) => `
+    (SELECT t.${side}_version AS v, t.${side}_balance_after AS b, t.${side}_held_after AS h
+       FROM transfers t
+      WHERE ${account} IS NOT NULL AND t.${side}_account_id = ${account} AND t.entry_seq <= cut.seq AND t.entry_seq = (
+        SELECT p.entry_seq FROM transfers p
+         WHERE (p.${side}_account_id, p.entry_seq) <= (${account}, cut.seq)
+         ORDER BY p.${side}_account_id DESC, p.entry_seq DESC LIMIT 1)
+      ORDER BY t.${side}_version DESC LIMIT 1)`;
 const sideAsOf = (account: string) => `
-  SELECT x.b, x.h FROM (
-    (SELECT t.debit_version AS v, t.debit_balance_after AS b, t.debit_held_after AS h
-       FROM transfers t
-      WHERE ${account} IS NOT NULL AND t.debit_account_id = ${account} AND t.entry_seq <= cut.seq AND t.entry_seq = (
-        SELECT p.entry_seq FROM transfers p
-         WHERE (p.debit_account_id, p.entry_seq) <= (${account}, cut.seq)
-         ORDER BY p.debit_account_id DESC, p.entry_seq DESC LIMIT 1)
-      ORDER BY t.debit_version DESC LIMIT 1)
-    UNION ALL
-    (SELECT t.credit_version, t.credit_balance_after, t.credit_held_after
-       FROM transfers t
-      WHERE ${account} IS NOT NULL AND t.credit_account_id = ${account} AND t.entry_seq <= cut.seq AND t.entry_seq = (
-        SELECT p.entry_seq FROM transfers p
-         WHERE (p.credit_account_id, p.entry_seq) <= (${account}, cut.seq)
-         ORDER BY p.credit_account_id DESC, p.entry_seq DESC LIMIT 1)
-      ORDER BY t.credit_version DESC LIMIT 1)
+  SELECT x.b, x.h FROM (${lastOnSide('debit', account)}
+    UNION ALL${lastOnSide('credit', account)}
   ) x ORDER BY x.v DESC LIMIT 1`;
 
 /**
